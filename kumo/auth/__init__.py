@@ -1,0 +1,1 @@
+"""Authentication (tokens), authorization (RBAC) and secrets at rest."""

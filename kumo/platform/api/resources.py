@@ -1,0 +1,1022 @@
+"""The REST verbs on stored resources: get, list, watch, create, update, patch, delete,
+deletecollection, and the status, scale, binding, eviction and finalize subresources."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import copy
+import datetime
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from kumo.auth.user import UserInfo
+from kumo.model.base import Resource, to_wire
+from kumo.model.meta import Binding, Scale, now_rfc3339
+from kumo.model.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from kumo.model.registry import ResourceInfo, by_kind
+from kumo.model.selectors import (
+    FieldSelector,
+    Selector,
+    SelectorError,
+    from_label_selector,
+    parse_field_selector,
+    parse_label_selector,
+)
+from kumo.platform.api import admission
+from kumo.platform.api.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden,
+    gone,
+    invalid,
+    method_not_allowed,
+    not_found,
+    too_large,
+)
+from kumo.platform.api.paths import Target
+from kumo.platform.store import (
+    AlreadyExists,
+    Change,
+    Conflict,
+    Entry,
+    Gone,
+    NotFound,
+    Progress,
+    StoreError,
+    WatchOverflow,
+)
+from kumo.platform.store.sqlite import SQLiteStore, decode_continue, encode_continue
+
+PATCH_TYPES = (
+    "application/merge-patch+json",
+    "application/json-patch+json",
+    "application/strategic-merge-patch+json",
+)
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+NAMESPACE_FINALIZER = "kubernetes"
+
+
+@dataclass(slots=True)
+class Settings:
+    max_body_bytes: int = 3 * 1024 * 1024
+    watch_timeout_seconds: int = 1800
+    bookmark_interval_seconds: float = 30.0
+    max_list_limit: int = 100_000
+    default_namespaces: tuple[str, ...] = ("default", "kube-system", "kumo-system")
+
+
+def storage_key(info: ResourceInfo, namespace: str, name: str) -> str:
+    group = info.group or "core"
+    if info.namespaced:
+        return f"registry/{group}/{info.plural}/{namespace}/{name}"
+    return f"registry/{group}/{info.plural}/{name}"
+
+
+def storage_prefix(info: ResourceInfo, namespace: str) -> str:
+    group = info.group or "core"
+    if info.namespaced and namespace:
+        return f"registry/{group}/{info.plural}/{namespace}/"
+    return f"registry/{group}/{info.plural}/"
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    return int(obj.get("metadata", {}).get("resourceVersion") or 0)
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = obj.setdefault("metadata", {})
+    return meta
+
+
+def _json(obj: Any, status: int = 200, warnings: builtins.list[str] | None = None) -> Response:
+    response = Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+    for warning in warnings or []:
+        response.headers.append("Warning", f'299 - "{_quote(warning)}"')
+    return response
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _raw(data: bytes, status: int = 200) -> Response:
+    return Response(data, status_code=status, media_type="application/json")
+
+
+@dataclass(slots=True)
+class Call:
+    """One request against a resource."""
+
+    request: Request
+    target: Target
+    user: UserInfo
+    body: bytes = b""
+    warnings: builtins.list[str] = field(default_factory=list)
+
+    @property
+    def info(self) -> ResourceInfo:
+        assert self.target.info is not None
+        return self.target.info
+
+    def param(self, name: str, default: str = "") -> str:
+        return self.request.query_params.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        return self.param(name).lower() in ("1", "true", "yes")
+
+    @property
+    def dry_run(self) -> bool:
+        return self.param("dryRun") == "All"
+
+    def int_param(self, name: str, default: int | None = None) -> int | None:
+        value = self.param(name)
+        if not value:
+            return default
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise bad_request(f"{name}: must be an integer, got {value!r}") from exc
+
+
+class ResourceAPI:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        settings: Settings,
+        plugins: builtins.list[admission.AdmissionPlugin] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.plugins = plugins or []
+        self._stopping = asyncio.Event()
+
+    def stop_watches(self) -> None:
+        self._stopping.set()
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _key(self, call: Call, name: str | None = None) -> str:
+        return storage_key(call.info, call.target.namespace, name or call.target.name)
+
+    async def _load(self, call: Call) -> dict[str, Any]:
+        obj = await self.store.get(self._key(call))
+        if obj is None:
+            raise not_found(call.info, call.target.name)
+        return obj
+
+    async def _admit(
+        self, operation: str, call: Call, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        for plugin in self.plugins:
+            await plugin.admit(operation, call.info, obj, old, call.user)
+
+    def _decode(self, call: Call, raw: Any) -> admission.Decoded:
+        decoded = admission.decode_object(
+            call.info, raw, call.param("fieldValidation", "Warn"), call.target.name
+        )
+        call.warnings.extend(decoded.warnings)
+        return decoded
+
+    async def _require_namespace(self, call: Call, *, creating: bool) -> None:
+        info = call.info
+        if not info.namespaced or not call.target.namespace:
+            return
+        ns = self.store.get_entry(f"registry/core/namespaces/{call.target.namespace}")
+        if ns is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{call.target.namespace}" not found',
+                details={"name": call.target.namespace, "kind": "namespaces"},
+            )
+        terminating = ns.obj.get("metadata", {}).get("deletionTimestamp")
+        if creating and terminating and info.kind != "Event":
+            raise forbidden(
+                f'{info.kind.lower()} "{call.target.name or ""}" is forbidden: unable to create new content'
+                f" in namespace {call.target.namespace} because it is being terminated"
+            )
+
+    # ---- get / list / watch -----------------------------------------------------------------
+
+    async def get(self, call: Call) -> Response:
+        entry = self.store.get_entry(self._key(call))
+        if entry is None:
+            raise not_found(call.info, call.target.name)
+        if call.target.subresource == "scale":
+            return _json(self._scale_of(call.info, orjson.loads(entry.data)))
+        return _raw(entry.data)
+
+    def _selectors(self, call: Call) -> tuple[Selector, FieldSelector]:
+        try:
+            labels = parse_label_selector(call.param("labelSelector") or None)
+        except SelectorError as exc:
+            raise bad_request(f"unable to parse requirement: {exc}") from exc
+        try:
+            fields = parse_field_selector(call.param("fieldSelector") or None)
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from exc
+        allowed = {"metadata.name", "metadata.namespace", *call.info.model.selectable_fields}
+        for name in fields.fields:
+            if name not in allowed:
+                raise bad_request(
+                    f'"{name}" is not a known field selector: only "{", ".join(sorted(allowed))}"'
+                )
+        return labels, fields
+
+    @staticmethod
+    def _predicate(
+        labels: Selector, fields: FieldSelector
+    ) -> Callable[[dict[str, Any]], bool] | None:
+        if labels.empty and not fields.requirements:
+            return None
+
+        def match(obj: dict[str, Any]) -> bool:
+            return labels.matches(obj.get("metadata", {}).get("labels")) and fields.matches(obj)
+
+        return match
+
+    async def list(self, call: Call) -> Response:
+        if call.flag("watch"):
+            return await self.watch(call)
+        labels, fields = self._selectors(call)
+        limit = call.int_param("limit", 0) or 0
+        if limit < 0:
+            raise bad_request("limit: must be greater than or equal to 0")
+        limit = min(limit, self.settings.max_list_limit)
+        start_after: str | None = None
+        revision: int | None = None
+        token = call.param("continue")
+        if token:
+            try:
+                revision, start_after = decode_continue(token)
+            except ValueError as exc:
+                raise bad_request("continue key is not valid: " + str(exc)) from exc
+            if not start_after.startswith(storage_prefix(call.info, call.target.namespace)):
+                raise bad_request("continue key is not valid: it belongs to another list")
+        else:
+            requested = call.int_param("resourceVersion", None)
+            match = call.param("resourceVersionMatch")
+            if match not in ("", "NotOlderThan", "Exact"):
+                raise bad_request(f'resourceVersionMatch: Unsupported value: "{match}"')
+            if requested is not None and requested > self.store.revision:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {requested}, current resource version: {self.store.revision}",
+                )
+            if match == "Exact":
+                if requested is None:
+                    raise bad_request("resourceVersionMatch=Exact needs a resourceVersion")
+                revision = requested
+        try:
+            result = await self.store.list(
+                storage_prefix(call.info, call.target.namespace),
+                limit=limit,
+                start_after=start_after,
+                revision=revision,
+                predicate=self._predicate(labels, fields),
+            )
+        except Gone as exc:
+            raise gone(
+                "The provided continue parameter is too old to display a consistent list result."
+                " Start a new list without the continue parameter."
+                if token
+                else f"too old resource version: {revision} ({exc.compacted})"
+            ) from exc
+        meta: dict[str, Any] = {"resourceVersion": str(result.revision)}
+        if result.continue_key is not None:
+            meta["continue"] = encode_continue(result.revision, result.continue_key)
+            if result.remaining is not None:
+                meta["remainingItemCount"] = result.remaining
+        head = orjson.dumps(
+            {"kind": f"{call.info.kind}List", "apiVersion": call.info.api_version, "metadata": meta}
+        )
+        body = head[:-1] + b',"items":[' + b",".join(e.data for e in result.items) + b"]}"
+        return _raw(body)
+
+    async def watch(self, call: Call) -> Response:
+        labels, fields = self._selectors(call)
+        predicate = self._predicate(labels, fields)
+        requested = call.param("resourceVersion")
+        timeout = call.int_param("timeoutSeconds", None)
+        if timeout is None or timeout <= 0:
+            timeout = self.settings.watch_timeout_seconds
+        bookmarks = call.flag("allowWatchBookmarks")
+        prefix = storage_prefix(call.info, call.target.namespace)
+        info = call.info
+        if call.target.name:  # watch of a single object: fieldSelector metadata.name
+            name = call.target.name
+            inner = predicate
+
+            def predicate(obj: dict[str, Any]) -> bool:
+                return obj.get("metadata", {}).get("name") == name and (inner is None or inner(obj))
+
+            prefix = storage_key(info, call.target.namespace, name)
+        initial: builtins.list[Entry] = []
+        if requested in ("", "0"):
+            snapshot = await self.store.list(prefix, predicate=predicate)
+            initial = snapshot.items
+            since = snapshot.revision
+        else:
+            try:
+                since = int(requested)
+            except ValueError as exc:
+                raise bad_request(f"resourceVersion: invalid value {requested!r}") from exc
+            if since < self.store.compacted_revision:
+                raise gone(f"too old resource version: {since} ({self.store.compacted_revision})")
+            if since > self.store.revision:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {since}, current resource version: {self.store.revision}",
+                )
+        stream = self._watch_stream(
+            info,
+            prefix=prefix,
+            since=since,
+            initial=initial,
+            predicate=predicate,
+            limit_seconds=timeout,
+            bookmarks=bookmarks,
+        )
+        return StreamingResponse(
+            stream, media_type="application/json", headers={"Transfer-Encoding": "chunked"}
+        )
+
+    async def _watch_stream(
+        self,
+        info: ResourceInfo,
+        *,
+        prefix: str,
+        since: int,
+        initial: builtins.list[Entry],
+        predicate: Callable[[dict[str, Any]], bool] | None,
+        limit_seconds: float,
+        bookmarks: bool,
+    ) -> AsyncIterator[bytes]:
+        for entry in initial:
+            yield b'{"type":"ADDED","object":' + entry.data + b"}\n"
+        interval = self.settings.bookmark_interval_seconds if bookmarks else None
+        changes = self.store.watch(prefix, since, interval)
+        try:
+            async with asyncio.timeout(limit_seconds):
+                async for change in changes:
+                    if self._stopping.is_set():
+                        return
+                    if isinstance(change, Progress):
+                        yield self._bookmark(info, change.revision)
+                        continue
+                    event = self._event_type(change, predicate)
+                    if event is not None:
+                        yield b'{"type":"' + event.encode() + b'","object":' + change.data + b"}\n"
+        except TimeoutError:
+            return
+        except Gone as exc:
+            yield self._error_event(
+                410, "Expired", f"too old resource version: {since} ({exc.compacted})"
+            )
+        except WatchOverflow as exc:
+            yield self._error_event(410, "Expired", str(exc))
+        finally:
+            await changes.aclose()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _bookmark(info: ResourceInfo, revision: int) -> bytes:
+        obj = {
+            "kind": info.kind,
+            "apiVersion": info.api_version,
+            "metadata": {"resourceVersion": str(revision)},
+        }
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    @staticmethod
+    def _error_event(code: int, reason: str, message: str) -> bytes:
+        status = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }
+        return orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
+
+    @staticmethod
+    def _event_type(
+        change: Change, predicate: Callable[[dict[str, Any]], bool] | None
+    ) -> str | None:
+        if predicate is None:
+            return change.type
+        now = predicate(change.obj)
+        if change.type == "MODIFIED":
+            before = change.prev is not None and predicate(change.prev)
+            if now and before:
+                return "MODIFIED"
+            if now:
+                return "ADDED"
+            if before:
+                return "DELETED"
+            return None
+        return change.type if now else None
+
+    # ---- create ----------------------------------------------------------------------------
+
+    async def create(self, call: Call, raw: Any) -> Response:
+        info = call.info
+        decoded = self._decode(call, raw)
+        model = decoded.model
+        if info.namespaced:
+            given = model.metadata.namespace
+            if given and call.target.namespace and given != call.target.namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            if not call.target.namespace and not given:
+                raise bad_request(
+                    f"{info.kind} objects are namespaced: create them under /namespaces/{{namespace}}/"
+                )
+            namespace = call.target.namespace or given or ""
+        else:
+            namespace = ""
+        admission.prepare_create(info, model, namespace)
+        obj = admission.admit_new(info, model)
+        name = model.metadata.name or ""
+        call.target = Target(call.target.group, call.target.version, info, namespace, name)
+        await self._require_namespace(call, creating=True)
+        if info.kind == "Namespace":
+            spec = obj.setdefault("spec", {})
+            if not spec.get("finalizers"):
+                spec["finalizers"] = [NAMESPACE_FINALIZER]
+        await self._admit("CREATE", call, obj, None)
+        if call.dry_run:
+            if self.store.get_entry(self._key(call, name)) is not None:
+                raise already_exists(info, name)
+            return _json(obj, 201, call.warnings)
+        try:
+            stored = await self.store.create(storage_key(info, namespace, name), obj)
+        except AlreadyExists as exc:
+            raise already_exists(info, name) from exc
+        return _json(stored, 201, call.warnings)
+
+    # ---- update (PUT) --------------------------------------------------------------------------
+
+    async def update(self, call: Call, raw: Any) -> Response:
+        sub = call.target.subresource
+        if sub == "scale":
+            return await self._update_scale(call, raw)
+        if sub in ("status", "finalize", ""):
+            decoded = self._decode(call, raw)
+            return await self._replace(call, decoded.model, sub)
+        raise method_not_allowed("PUT", f"{call.info.plural}/{sub}")
+
+    async def _replace(self, call: Call, model: Resource, sub: str) -> Response:
+        info = call.info
+        meta = model.metadata
+        if meta.name and meta.name != call.target.name:
+            raise bad_request(
+                f"the name of the object ({meta.name}) does not match the name on the URL ({call.target.name})"
+            )
+        if info.namespaced and meta.namespace and meta.namespace != call.target.namespace:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        meta.name = call.target.name
+        if info.namespaced:
+            meta.namespace = call.target.namespace
+        precondition = (
+            int(meta.resource_version)
+            if meta.resource_version and meta.resource_version.isdigit()
+            else None
+        )
+        if meta.resource_version and precondition is None:
+            raise bad_request(
+                f"metadata.resourceVersion: Invalid value: {meta.resource_version!r}: must be an integer"
+            )
+        key = self._key(call)
+        old = await self._load(call)
+        if precondition is not None and precondition != _rv(old):
+            raise conflict(info, call.target.name)
+        model.apply_defaults()
+        new = to_wire(model)
+        new = self._merge_system_fields(info, new, old, sub)
+        if sub == "" or sub == "finalize":
+            problems = admission.validate_metadata(info, info.model.model_validate(new))
+            problems += info.model.model_validate(new).validate_semantics()
+        else:
+            problems = []
+        new_model = info.model.model_validate(new)
+        problems += new_model.validate_update(info.model.model_validate(old))
+        if problems:
+            raise invalid(info.kind, info.group, call.target.name, problems)
+        return await self._commit_update(call, key, new, old, precondition or _rv(old))
+
+    def _merge_system_fields(
+        self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], sub: str
+    ) -> dict[str, Any]:
+        old_meta = old.get("metadata", {})
+        if sub == "status":
+            merged = copy.deepcopy(old)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            return merged
+        if sub == "finalize":
+            merged = copy.deepcopy(old)
+            merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get(
+                "finalizers"
+            ) or []
+            return merged
+        new_meta = _meta(new)
+        for system in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
+            if system in old_meta:
+                new_meta[system] = old_meta[system]
+            else:
+                new_meta.pop(system, None)
+        if "status" in info.subresources and info.kind != "Node":
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        if info.model.has_spec and admission.spec_part(new) != admission.spec_part(old):
+            new_meta["generation"] = int(old_meta.get("generation") or 1) + 1
+        if info.kind == "Namespace":
+            new["spec"] = old.get("spec", {})
+        return new
+
+    async def _commit_update(
+        self, call: Call, key: str, new: dict[str, Any], old: dict[str, Any], expected: int
+    ) -> Response:
+        info = call.info
+        old_meta = old.get("metadata", {})
+        new_meta = _meta(new)
+        new_meta["resourceVersion"] = old_meta.get("resourceVersion")
+        if old_meta.get("deletionTimestamp"):
+            added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise invalid(
+                    info.kind,
+                    info.group,
+                    call.target.name,
+                    [
+                        (
+                            "metadata.finalizers",
+                            "Forbidden: no new finalizers can be added if the object is being deleted",
+                        )
+                    ],
+                )
+        await self._admit("UPDATE", call, new, old)
+        if new == old:
+            return _json(old, 200, call.warnings)
+        if call.dry_run:
+            return _json(new, 200, call.warnings)
+        if self._ready_to_vanish(info, new):
+            try:
+                gone_obj = await self.store.delete(key, expected)
+            except Conflict as exc:
+                raise conflict(info, call.target.name) from exc
+            except NotFound as exc:
+                raise not_found(info, call.target.name) from exc
+            return _json(gone_obj, 200, call.warnings)
+        try:
+            stored = await self.store.update(key, new, expected)
+        except Conflict as exc:
+            raise conflict(info, call.target.name) from exc
+        except NotFound as exc:
+            raise not_found(info, call.target.name) from exc
+        return _json(stored, 200, call.warnings)
+
+    @staticmethod
+    def _ready_to_vanish(info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata", {})
+        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+            return False
+        if info.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
+            return False
+        # A pod on a node is finished by its agent, which deletes it with gracePeriodSeconds=0.
+        return not (info.kind == "Pod" and meta.get("deletionGracePeriodSeconds"))
+
+    # ---- patch --------------------------------------------------------------------------------
+
+    async def patch(self, call: Call) -> Response:
+        content_type = call.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type not in PATCH_TYPES:
+            from kumo.platform.api.errors import unsupported_media_type
+
+            raise unsupported_media_type(content_type, list(PATCH_TYPES))
+        patch = admission.decode_body(call.body, "application/json")
+        if content_type != "application/json-patch+json" and not isinstance(patch, dict):
+            raise bad_request("a merge patch must be a JSON object")
+        info = call.info
+        sub = call.target.subresource
+        for _ in range(20):
+            old = await self._load(call)
+            if sub == "scale":
+                current: dict[str, Any] = self._scale_of(info, old)
+            else:
+                current = copy.deepcopy(old)
+            try:
+                if content_type == "application/json-patch+json":
+                    patched = json_patch(current, patch)
+                elif content_type == "application/strategic-merge-patch+json":
+                    patched = strategic_merge_patch(current, patch)
+                else:
+                    patched = merge_patch(current, patch)
+            except PatchError as exc:
+                raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from exc
+            if not isinstance(patched, dict):
+                raise bad_request("the patch must leave a JSON object")
+            if sub == "scale":
+                return await self._update_scale(call, patched)
+            patched_meta = (
+                patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
+            )
+            wanted_rv = (patched_meta or {}).get("resourceVersion")
+            if (
+                isinstance(patch, dict)
+                and isinstance(patch.get("metadata"), dict)
+                and "resourceVersion" in patch["metadata"]
+            ):
+                precondition = str(wanted_rv)
+            else:
+                precondition = None
+                if isinstance(patched_meta, dict):
+                    patched_meta["resourceVersion"] = old.get("metadata", {}).get("resourceVersion")
+            decoded = self._decode(call, patched)
+            try:
+                return await self._replace(call, decoded.model, sub)
+            except ApiError as exc:
+                if exc.reason == "Conflict" and precondition is None:
+                    continue  # someone wrote in between; patch the newer object
+                raise
+        raise conflict(info, call.target.name, "too many concurrent writers; try again")
+
+    # ---- scale -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.get("metadata", {})
+        spec = obj.get("spec", {})
+        status = obj.get("status") or {}
+        selector = ""
+        if spec.get("selector") is not None:
+            from kumo.model.base import LabelSelector
+
+            try:
+                selector = str(from_label_selector(LabelSelector.model_validate(spec["selector"])))
+            except (ValidationError, SelectorError):
+                selector = ""
+        scale = Scale(
+            metadata={  # type: ignore[arg-type]
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+                "creationTimestamp": meta.get("creationTimestamp"),
+            },
+            spec={"replicas": spec.get("replicas", 0)},  # type: ignore[arg-type]
+            status={"replicas": status.get("replicas", 0), "selector": selector},  # type: ignore[arg-type]
+        )
+        return to_wire(scale)
+
+    async def _update_scale(self, call: Call, raw: Any) -> Response:
+        if not isinstance(raw, dict):
+            raise bad_request("the body must be a Scale object")
+        try:
+            scale = Scale.model_validate(raw)
+        except ValidationError as exc:
+            raise invalid(
+                "Scale", "autoscaling", call.target.name, admission.validation_causes(exc)
+            ) from exc
+        replicas = scale.spec.replicas
+        if replicas is None or replicas < 0:
+            raise invalid(
+                "Scale",
+                "autoscaling",
+                call.target.name,
+                [
+                    (
+                        "spec.replicas",
+                        f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    )
+                ],
+            )
+        info = call.info
+        key = self._key(call)
+        precondition = scale.metadata.resource_version
+        for _ in range(20):
+            old = await self._load(call)
+            if precondition and precondition != old["metadata"].get("resourceVersion"):
+                raise conflict(info, call.target.name)
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = replicas
+            if new != old:
+                _meta(new)["generation"] = int(old["metadata"].get("generation") or 1) + 1
+            try:
+                response = await self._commit_update(call, key, new, old, _rv(old))
+            except ApiError as exc:
+                if exc.reason == "Conflict" and not precondition:
+                    continue
+                raise
+            stored = orjson.loads(bytes(response.body))
+            return _json(self._scale_of(info, stored))
+        raise conflict(info, call.target.name, "too many concurrent writers; try again")
+
+    # ---- binding / eviction -------------------------------------------------------------------------
+
+    async def bind(self, call: Call, raw: Any) -> Response:
+        try:
+            binding = Binding.model_validate(raw)
+        except ValidationError as exc:
+            raise invalid(
+                "Binding", "", call.target.name, admission.validation_causes(exc)
+            ) from exc
+        node = binding.target.name
+        if not node:
+            raise invalid("Binding", "", call.target.name, [("target.name", "Required value")])
+        info = call.info
+        key = self._key(call)
+        for _ in range(20):
+            old = await self._load(call)
+            current = old.get("spec", {}).get("nodeName")
+            if current:
+                raise conflict(
+                    info,
+                    call.target.name,
+                    f'pod {call.target.name} is already assigned to node "{current}"',
+                )
+            if old["metadata"].get("deletionTimestamp"):
+                raise conflict(
+                    info, call.target.name, "pod is being deleted, cannot be assigned to a host"
+                )
+            new = copy.deepcopy(old)
+            new["spec"]["nodeName"] = node
+            status = new.setdefault("status", {})
+            conditions = [
+                c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"
+            ]
+            conditions.append(
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}
+            )
+            status["conditions"] = conditions
+            try:
+                await self.store.update(key, new, _rv(old))
+            except Conflict:
+                continue
+            except NotFound as exc:
+                raise not_found(info, call.target.name) from exc
+            return _json(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "code": 201,
+                },
+                201,
+            )
+        raise conflict(info, call.target.name, "too many concurrent writers; try again")
+
+    # ---- delete ---------------------------------------------------------------------------------
+
+    def _delete_options(self, call: Call) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if call.body.strip():
+            raw = admission.decode_body(
+                call.body, call.request.headers.get("content-type", "application/json")
+            )
+            if not isinstance(raw, dict):
+                raise bad_request("DeleteOptions must be a JSON object")
+            options.update(raw)
+        grace = call.int_param("gracePeriodSeconds", None)
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        policy = call.param("propagationPolicy")
+        if policy:
+            options["propagationPolicy"] = policy
+        if call.param("orphanDependents"):
+            options["orphanDependents"] = call.flag("orphanDependents")
+        if options.get("propagationPolicy") not in (None, "Orphan", "Background", "Foreground"):
+            raise bad_request(
+                f'propagationPolicy: Unsupported value: "{options["propagationPolicy"]}": supported values: "Foreground", "Background", "Orphan"'
+            )
+        grace_value = options.get("gracePeriodSeconds")
+        if grace_value is not None and (
+            not isinstance(grace_value, int) or isinstance(grace_value, bool)
+        ):
+            raise bad_request("gracePeriodSeconds: must be an integer")
+        return options
+
+    async def delete(self, call: Call) -> Response:
+        options = self._delete_options(call)
+        return await self._delete_one(call, call.target.name, options)
+
+    async def _delete_one(self, call: Call, name: str, options: dict[str, Any]) -> Response:
+        info = call.info
+        key = self._key(call, name)
+        preconditions = options.get("preconditions") or {}
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is not None:
+            policy = "Orphan" if options["orphanDependents"] else "Background"
+        for _ in range(20):
+            old = await self.store.get(key)
+            if old is None:
+                raise not_found(info, name)
+            meta = old.get("metadata", {})
+            if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
+                raise conflict(
+                    info,
+                    name,
+                    f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {meta.get('uid')}",
+                )
+            if preconditions.get("resourceVersion") and str(
+                preconditions["resourceVersion"]
+            ) != meta.get("resourceVersion"):
+                raise conflict(
+                    info,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                )
+            await self._admit("DELETE", call, old, old)
+            new = copy.deepcopy(old)
+            new_meta = _meta(new)
+            finalizers = list(new_meta.get("finalizers") or [])
+            if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
+                finalizers.append(ORPHAN_FINALIZER)
+            if policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
+                finalizers.append(FOREGROUND_FINALIZER)
+            if policy in ("Background", None) and meta.get("deletionTimestamp"):
+                finalizers = [f for f in finalizers if f not in (ORPHAN_FINALIZER,)]
+            graceful = self._grace_period(info, old, options)
+            namespace_pending = info.kind == "Namespace" and bool(
+                (old.get("spec") or {}).get("finalizers")
+            )
+            if finalizers or graceful is not None or namespace_pending:
+                if finalizers:
+                    new_meta["finalizers"] = finalizers
+                else:
+                    new_meta.pop("finalizers", None)
+                now = datetime.datetime.now(datetime.UTC)
+                if graceful is not None:
+                    current = new_meta.get("deletionGracePeriodSeconds")
+                    if current is None or graceful < current:
+                        new_meta["deletionGracePeriodSeconds"] = graceful
+                        new_meta["deletionTimestamp"] = (
+                            now + datetime.timedelta(seconds=graceful)
+                        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+                elif not new_meta.get("deletionTimestamp"):
+                    new_meta["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if info.kind == "Namespace":
+                    new.setdefault("status", {})["phase"] = "Terminating"
+                if new == old:
+                    return _json(old, 202 if policy == "Foreground" else 200)
+                if call.dry_run:
+                    return _json(new, 200)
+                try:
+                    stored = await self.store.update(key, new, _rv(old))
+                except Conflict:
+                    continue
+                except NotFound as exc:
+                    raise not_found(info, name) from exc
+                return _json(stored, 202 if policy == "Foreground" else 200)
+            if call.dry_run:
+                return _json(old, 200)
+            try:
+                deleted = await self.store.delete(key, _rv(old))
+            except Conflict:
+                continue
+            except NotFound as exc:
+                raise not_found(info, name) from exc
+            return _json(deleted, 200)
+        raise conflict(info, name, "too many concurrent writers; try again")
+
+    @staticmethod
+    def _grace_period(
+        info: ResourceInfo, obj: dict[str, Any], options: dict[str, Any]
+    ) -> int | None:
+        """Seconds of graceful deletion for a pod on a node, None for immediate deletion."""
+        if info.kind != "Pod":
+            return None
+        spec = obj.get("spec", {})
+        phase = (obj.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return None
+        grace = options.get("gracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        if grace is None or grace <= 0:
+            return None
+        return int(grace)
+
+    async def delete_collection(self, call: Call) -> Response:
+        labels, fields = self._selectors(call)
+        options = self._delete_options(call)
+        result = await self.store.list(
+            storage_prefix(call.info, call.target.namespace),
+            predicate=self._predicate(labels, fields),
+        )
+        deleted: builtins.list[dict[str, Any]] = []
+        for entry in result.items:
+            obj_meta = entry.obj.get("metadata", {})
+            sub_call = Call(
+                call.request,
+                Target(
+                    call.target.group,
+                    call.target.version,
+                    call.info,
+                    obj_meta.get("namespace", ""),
+                    obj_meta.get("name", ""),
+                ),
+                call.user,
+                b"",
+            )
+            try:
+                response = await self._delete_one(sub_call, obj_meta.get("name", ""), options)
+            except ApiError as exc:
+                if exc.code == 404:
+                    continue
+                raise
+            deleted.append(orjson.loads(bytes(response.body)))
+        return _json(
+            {
+                "kind": f"{call.info.kind}List",
+                "apiVersion": call.info.api_version,
+                "metadata": {"resourceVersion": str(self.store.revision)},
+                "items": deleted,
+            }
+        )
+
+    # ---- eviction ----------------------------------------------------------------------------
+
+    async def evict(self, call: Call, raw: Any) -> Response:
+        if not isinstance(raw, dict):
+            raise bad_request("the body must be an Eviction object")
+        options = raw.get("deleteOptions") if isinstance(raw.get("deleteOptions"), dict) else {}
+        await self._delete_one(call, call.target.name, options or {})
+        return _json(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            201,
+        )
+
+
+def read_limit(request: Request, limit: int) -> int | None:
+    length = request.headers.get("content-length")
+    if length is None:
+        return None
+    try:
+        value = int(length)
+    except ValueError as exc:
+        raise bad_request("Content-Length is not a number") from exc
+    if value > limit:
+        raise too_large(limit)
+    return value
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    read_limit(request, limit)
+    chunks: builtins.list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def info_for_object(obj: dict[str, Any]) -> ResourceInfo | None:
+    return by_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+
+
+__all__ = [
+    "Call",
+    "ResourceAPI",
+    "Settings",
+    "StoreError",
+    "read_body",
+    "storage_key",
+    "storage_prefix",
+]
