@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := var/stamps
 # Debian packages kumo needs on a node: the container runtime, and what the offline
 # base-image bootstrap builds images from.
-APT_PACKAGES := podman runc conmon crun- uidmap slirp4netns fuse-overlayfs iptables \
+APT_PACKAGES := podman runc conmon uidmap slirp4netns fuse-overlayfs iptables \
 	busybox-static mmdebstrap python3-venv ca-certificates
 
 .PHONY: help setup system python up test lint typecheck imports unit integration e2e bench clean
@@ -22,7 +22,7 @@ setup: system python
 system: $(STAMPS)/system
 $(STAMPS)/system: Makefile
 	@mkdir -p $(STAMPS)
-	@missing=""; for p in $(filter-out %-,$(APT_PACKAGES)); do \
+	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -1,0 +1,48 @@
+"""The ``kumo`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+import kumo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--kubeconfig", envvar="KUMOCONFIG", default=None, help="Client config file (default ~/.kumo/config).")
+@click.option("--context", "context_name", default=None, help="The context to use from the config file.")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(kumo.__version__, prog_name="kumo")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: str | None, context_name: str | None, verbose: int) -> None:
+    """kumo: deploy containers and functions on Podman, the Kubernetes way."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+    if kubeconfig:
+        os.environ["KUMOCONFIG"] = kubeconfig
+    ctx.obj["context"] = context_name
+
+
+def _register() -> None:
+    from kumo.cli import server_commands
+
+    server_commands.register(cli)
+    try:
+        from kumo.cli import resource_commands
+    except ImportError:  # pragma: no cover - during bootstrap of the CLI
+        return
+    resource_commands.register(cli)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli(prog_name="kumo")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,125 @@
+"""Commands that run kumo's components: ``kumo up`` and ``kumo apiserver``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+import click
+
+from kumo.client.config import KubeConfig, default_path, home
+from kumo.platform.api.server import ApiServer, ServerOptions
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value) if value else home() / "data"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+async def _ensure_client_config(server: ApiServer, context: str) -> Path:
+    """Point the client config at this server; mint an admin token when it has no working one."""
+    config = KubeConfig.load(default_path())
+    token = None
+    existing = config.context(context)
+    if existing is not None:
+        with contextlib.suppress(Exception):
+            resolved = config.resolve(context)
+            if resolved.token and await server.authenticates(resolved.token):
+                token = resolved.token
+    if token is None:
+        token = await server.issue_admin_token()
+    config.set_cluster(context, server.url, server.ca_file.read_bytes())
+    config.set_user(f"{context}-admin", token)
+    namespace = str((existing or {}).get("namespace") or "default")
+    config.set_context(context, context, f"{context}-admin", namespace)
+    if not config.current_context:
+        config.data["current-context"] = context
+    config.save()
+    return config.path
+
+
+async def _serve(options: ServerOptions, context: str | None, token_file: Path | None, quiet: bool) -> None:
+    server = ApiServer(options)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if token_file is not None:
+            _write_private(token_file, await server.issue_admin_token())
+        if context:
+            path = await _ensure_client_config(server, context)
+            if not quiet:
+                click.echo(f"kumo API server is ready at {server.url}")
+                click.echo(f"client config written to {path} (context {context!r})")
+                click.echo("try: kumo get namespaces")
+        waiter = asyncio.create_task(server.wait())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            waiter.result()
+        waiter.cancel()
+        stopper.cancel()
+    finally:
+        await server.stop()
+
+
+def _common(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--data-dir", default=None, help="Where state lives (default ~/.kumo/data)."),
+        click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on."),
+        click.option("--port", default=7443, show_default=True, type=int, help="HTTPS port of the API."),
+        click.option("--advertise-address", "advertise", multiple=True, help="Extra host names/IPs for the certificate."),
+        click.option("--compaction-interval", default=300.0, show_default=True, type=float, help="Seconds between store compactions."),
+        click.option("--bookmark-interval", default=30.0, show_default=True, type=float, help="Seconds between watch bookmarks."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _options(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float) -> ServerOptions:
+    options = ServerOptions(
+        data_dir=_data_dir(data_dir),
+        host=address,
+        port=port,
+        advertise=list(advertise) or ([socket.gethostname()]),
+        compaction_interval=compaction_interval,
+    )
+    options.settings.bookmark_interval_seconds = bookmark_interval
+    return options
+
+
+@click.command("apiserver")
+@_common
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a fresh admin token here (mode 0600).")
+@click.option("--write-config/--no-write-config", default=False, help="Also write the client config.")
+def apiserver(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float, token_file: Path | None, write_config: bool) -> None:
+    """Run the API server alone."""
+    options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
+    asyncio.run(_serve(options, "kumo" if write_config else None, token_file, quiet=not write_config))
+
+
+@click.command("up")
+@_common
+@click.option("--context-name", default="kumo", show_default=True, help="Name of the context written to the client config.")
+def up(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float, context_name: str) -> None:
+    """Start kumo on this machine: API server (more components join in later releases)."""
+    options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
+    asyncio.run(_serve(options, context_name, None, quiet=False))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(apiserver)
+    group.add_command(up)
