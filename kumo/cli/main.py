@@ -12,8 +12,15 @@ import kumo
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--kubeconfig", envvar="KUMOCONFIG", default=None, help="Client config file (default ~/.kumo/config).")
-@click.option("--context", "context_name", default=None, help="The context to use from the config file.")
+@click.option(
+    "--kubeconfig",
+    envvar="KUMOCONFIG",
+    default=None,
+    help="Client config file (default ~/.kumo/config).",
+)
+@click.option(
+    "--context", "context_name", default=None, help="The context to use from the config file."
+)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(kumo.__version__, prog_name="kumo")
 @click.pass_context

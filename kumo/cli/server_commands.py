@@ -48,7 +48,9 @@ async def _ensure_client_config(server: ApiServer, context: str) -> Path:
     return config.path
 
 
-async def _serve(options: ServerOptions, context: str | None, token_file: Path | None, quiet: bool) -> None:
+async def _serve(
+    options: ServerOptions, context: str | None, token_file: Path | None, quiet: bool
+) -> None:
     server = ApiServer(options)
     await server.start()
     stop = asyncio.Event()
@@ -78,18 +80,46 @@ async def _serve(options: ServerOptions, context: str | None, token_file: Path |
 def _common(func: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--data-dir", default=None, help="Where state lives (default ~/.kumo/data)."),
-        click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on."),
-        click.option("--port", default=7443, show_default=True, type=int, help="HTTPS port of the API."),
-        click.option("--advertise-address", "advertise", multiple=True, help="Extra host names/IPs for the certificate."),
-        click.option("--compaction-interval", default=300.0, show_default=True, type=float, help="Seconds between store compactions."),
-        click.option("--bookmark-interval", default=30.0, show_default=True, type=float, help="Seconds between watch bookmarks."),
+        click.option(
+            "--address", default="127.0.0.1", show_default=True, help="Address to listen on."
+        ),
+        click.option(
+            "--port", default=7443, show_default=True, type=int, help="HTTPS port of the API."
+        ),
+        click.option(
+            "--advertise-address",
+            "advertise",
+            multiple=True,
+            help="Extra host names/IPs for the certificate.",
+        ),
+        click.option(
+            "--compaction-interval",
+            default=300.0,
+            show_default=True,
+            type=float,
+            help="Seconds between store compactions.",
+        ),
+        click.option(
+            "--bookmark-interval",
+            default=30.0,
+            show_default=True,
+            type=float,
+            help="Seconds between watch bookmarks.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _options(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float) -> ServerOptions:
+def _options(
+    data_dir: str | None,
+    address: str,
+    port: int,
+    advertise: tuple[str, ...],
+    compaction_interval: float,
+    bookmark_interval: float,
+) -> ServerOptions:
     options = ServerOptions(
         data_dir=_data_dir(data_dir),
         host=address,
@@ -103,18 +133,49 @@ def _options(data_dir: str | None, address: str, port: int, advertise: tuple[str
 
 @click.command("apiserver")
 @_common
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a fresh admin token here (mode 0600).")
-@click.option("--write-config/--no-write-config", default=False, help="Also write the client config.")
-def apiserver(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float, token_file: Path | None, write_config: bool) -> None:
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a fresh admin token here (mode 0600).",
+)
+@click.option(
+    "--write-config/--no-write-config", default=False, help="Also write the client config."
+)
+def apiserver(
+    data_dir: str | None,
+    address: str,
+    port: int,
+    advertise: tuple[str, ...],
+    compaction_interval: float,
+    bookmark_interval: float,
+    token_file: Path | None,
+    write_config: bool,
+) -> None:
     """Run the API server alone."""
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
-    asyncio.run(_serve(options, "kumo" if write_config else None, token_file, quiet=not write_config))
+    asyncio.run(
+        _serve(options, "kumo" if write_config else None, token_file, quiet=not write_config)
+    )
 
 
 @click.command("up")
 @_common
-@click.option("--context-name", default="kumo", show_default=True, help="Name of the context written to the client config.")
-def up(data_dir: str | None, address: str, port: int, advertise: tuple[str, ...], compaction_interval: float, bookmark_interval: float, context_name: str) -> None:
+@click.option(
+    "--context-name",
+    default="kumo",
+    show_default=True,
+    help="Name of the context written to the client config.",
+)
+def up(
+    data_dir: str | None,
+    address: str,
+    port: int,
+    advertise: tuple[str, ...],
+    compaction_interval: float,
+    bookmark_interval: float,
+    context_name: str,
+) -> None:
     """Start kumo on this machine: API server (more components join in later releases)."""
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
     asyncio.run(_serve(options, context_name, None, quiet=False))
