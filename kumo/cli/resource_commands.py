@@ -248,7 +248,7 @@ def _watch_rows(
                 )
         except ApiException as exc:
             if exc.gone:
-                items, version = client.list_all_raw(
+                _, version = client.list_all_raw(
                     info, ns, all_namespaces=all_namespaces, label_selector=selector
                 )
                 continue
