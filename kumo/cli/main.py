@@ -35,14 +35,11 @@ def cli(ctx: click.Context, kubeconfig: str | None, context_name: str | None, ve
 
 
 def _register() -> None:
-    from kumo.cli import server_commands
+    from kumo.cli import controller_commands, resource_commands, server_commands
 
     server_commands.register(cli)
-    try:
-        from kumo.cli import resource_commands
-    except ImportError:  # pragma: no cover - during bootstrap of the CLI
-        return
     resource_commands.register(cli)
+    controller_commands.register(cli)
 
 
 _register()

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import click
 
+from kumo.auth.user import MASTERS
+from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import KubeConfig, default_path, home
 from kumo.platform.api.server import ApiServer, ServerOptions
+from kumo.platform.controllers import run_controllers
 
 
 def _data_dir(value: str | None) -> Path:
@@ -48,8 +51,26 @@ async def _ensure_client_config(server: ApiServer, context: str) -> Path:
     return config.path
 
 
+async def component_client(server: ApiServer, component: str) -> AsyncClient:
+    """A client for an in-process component. It still goes through HTTPS and a token, like a
+    component on another machine would; the token is kept in the data dir and reused."""
+    path = server.options.data_dir / "credentials" / f"{component}.token"
+    token = path.read_text().strip() if path.exists() else ""
+    if not token or not await server.authenticates(token):
+        token = await server.issue_token(
+            f"system:kumo:{component}", [MASTERS], description=component
+        )
+        _write_private(path, token)
+    config = ClientConfig(server=server.url, token=token, ca_data=server.ca_file.read_bytes())
+    return AsyncClient(config, user_agent=f"kumo-{component}")
+
+
 async def _serve(
-    options: ServerOptions, context: str | None, token_file: Path | None, quiet: bool
+    options: ServerOptions,
+    context: str | None,
+    token_file: Path | None,
+    quiet: bool,
+    with_components: bool,
 ) -> None:
     server = ApiServer(options)
     await server.start()
@@ -57,23 +78,40 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    clients: list[AsyncClient] = []
     try:
         if token_file is not None:
             _write_private(token_file, await server.issue_admin_token())
+        if with_components:
+            controllers_client = await component_client(server, "controllers")
+            clients.append(controllers_client)
+            tasks.append(
+                asyncio.create_task(run_controllers(controllers_client, stop), name="controllers")
+            )
         if context:
             path = await _ensure_client_config(server, context)
             if not quiet:
-                click.echo(f"kumo API server is ready at {server.url}")
+                click.echo(f"kumo is ready: API server at {server.url}")
                 click.echo(f"client config written to {path} (context {context!r})")
                 click.echo("try: kumo get namespaces")
-        waiter = asyncio.create_task(server.wait())
+        tasks.append(asyncio.create_task(server.wait(), name="apiserver"))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
-            waiter.result()
-        waiter.cancel()
-        stopper.cancel()
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for task in done:
+            if task is not stopper:
+                task.result()  # a component that stopped on its own: surface its error
     finally:
+        stop.set()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in clients:
+            await client.close()
         await server.stop()
 
 
@@ -155,7 +193,13 @@ def apiserver(
     """Run the API server alone."""
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
     asyncio.run(
-        _serve(options, "kumo" if write_config else None, token_file, quiet=not write_config)
+        _serve(
+            options,
+            "kumo" if write_config else None,
+            token_file,
+            quiet=not write_config,
+            with_components=False,
+        )
     )
 
 
@@ -176,9 +220,9 @@ def up(
     bookmark_interval: float,
     context_name: str,
 ) -> None:
-    """Start kumo on this machine: API server (more components join in later releases)."""
+    """Start kumo on this machine: the API server and the controllers."""
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
-    asyncio.run(_serve(options, context_name, None, quiet=False))
+    asyncio.run(_serve(options, context_name, None, quiet=False, with_components=True))
 
 
 def register(group: click.Group) -> None:

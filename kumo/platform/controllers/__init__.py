@@ -1,0 +1,82 @@
+"""Controllers: a work queue, shared informers, a runner, and one module per controller.
+
+``run_controllers(client, stop)`` is what ``kumo up`` and ``kumo controllers`` call: it runs
+the named controllers (all of ``CONTROLLERS`` by default) over one client and shared
+informers until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from kumo.client import AsyncClient
+from kumo.platform.controllers.garbagecollector import GarbageCollector
+from kumo.platform.controllers.informer import EventHandler, InformerFactory, SharedInformer
+from kumo.platform.controllers.namespace import NamespaceController
+from kumo.platform.controllers.runner import (
+    Controller,
+    ControllerFactory,
+    ControllerManager,
+    Result,
+    write_status,
+)
+from kumo.platform.controllers.serviceaccount import ServiceAccountController
+from kumo.platform.controllers.workqueue import ExponentialBackoff, QueueShutDown, WorkQueue
+
+# name -> factory; later controllers (replicaset, deployment, job, endpoints, nodelifecycle)
+# register here.
+CONTROLLERS: dict[str, ControllerFactory] = {
+    GarbageCollector.name: GarbageCollector,
+    NamespaceController.name: NamespaceController,
+    ServiceAccountController.name: ServiceAccountController,
+}
+
+
+def select(names: Iterable[str] | None = None) -> list[ControllerFactory]:
+    """Factories for ``names`` (all when None); an unknown name raises ``ValueError``."""
+    if names is None:
+        return list(CONTROLLERS.values())
+    chosen = []
+    for name in names:
+        factory = CONTROLLERS.get(name)
+        if factory is None:
+            known = ", ".join(sorted(CONTROLLERS))
+            raise ValueError(f"unknown controller {name!r}; known controllers: {known}")
+        chosen.append(factory)
+    return chosen
+
+
+def build_manager(
+    client: AsyncClient, names: Iterable[str] | None = None, **informer_options: object
+) -> ControllerManager:
+    return ControllerManager(client, select(names), **informer_options)
+
+
+async def run_controllers(
+    client: AsyncClient, stop: asyncio.Event, names: Iterable[str] | None = None
+) -> None:
+    """Run the controllers until ``stop`` is set."""
+    await build_manager(client, names).run(stop)
+
+
+__all__ = [
+    "CONTROLLERS",
+    "Controller",
+    "ControllerFactory",
+    "ControllerManager",
+    "EventHandler",
+    "ExponentialBackoff",
+    "GarbageCollector",
+    "InformerFactory",
+    "NamespaceController",
+    "QueueShutDown",
+    "Result",
+    "ServiceAccountController",
+    "SharedInformer",
+    "WorkQueue",
+    "build_manager",
+    "run_controllers",
+    "select",
+    "write_status",
+]
