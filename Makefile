@@ -8,10 +8,10 @@ BIN := $(VENV)/bin
 STAMPS := var/stamps
 # Debian packages kumo needs on a node: the container runtime, and what the offline
 # base-image bootstrap builds images from.
-APT_PACKAGES := podman runc conmon uidmap slirp4netns fuse-overlayfs iptables \
-	busybox-static mmdebstrap python3-venv ca-certificates
+APT_PACKAGES := podman runc conmon catatonit netavark aardvark-dns uidmap slirp4netns \
+	fuse-overlayfs iptables busybox-static mmdebstrap python3-venv ca-certificates
 
-.PHONY: help setup system python up test lint typecheck imports unit integration e2e bench clean
+.PHONY: help setup system python images up test lint typecheck imports unit integration e2e bench clean
 
 help:
 	@echo "make up    - install what kumo needs and start it (kumo up)"
@@ -40,7 +40,11 @@ $(STAMPS)/python: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-up: setup
+# Base images built locally (busybox, Debian + python3): no registry is needed.
+images: setup
+	$(BIN)/kumo images bootstrap
+
+up: setup images
 	$(BIN)/kumo up
 
 lint: python
@@ -53,7 +57,7 @@ typecheck: python
 imports: python
 	$(BIN)/lint-imports
 
-test: setup lint typecheck imports
+test: setup images lint typecheck imports
 	$(BIN)/pytest -q
 
 unit: python
