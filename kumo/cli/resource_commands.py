@@ -158,6 +158,10 @@ def get(
                 label_selector=selector,
                 field_selector=field_selector,
             )
+        if info.kind == "Event":
+            from kumo.cli.workload_commands import sort_events
+
+            items = sort_events(items)  # oldest first, as `kumo events` shows them
         collected.append((info, items))
     single = len(targets) == 1 and len(targets[0][1]) == 1
     if output in ("yaml", "json"):

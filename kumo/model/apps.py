@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field
 
-from kumo.model.base import Condition, KumoModel, LabelSelector, Resource
+from kumo.model.base import Condition, KumoModel, LabelSelector, Resource, immutable_field
 from kumo.model.common import IntOrString, scaled_value
 from kumo.model.core import PodTemplateSpec, Problems
 from kumo.model.selectors import SelectorError, from_label_selector
@@ -94,6 +94,9 @@ class ReplicaSet(Resource):
                 )
             )
         return out
+
+    def validate_update(self, old: Self) -> Problems:
+        return immutable_field("spec.selector", self.spec.selector, old.spec.selector)
 
 
 class RollingUpdateDeployment(KumoModel):
@@ -252,3 +255,6 @@ class Deployment(Resource):
                 )
             )
         return out
+
+    def validate_update(self, old: Self) -> Problems:
+        return immutable_field("spec.selector", self.spec.selector, old.spec.selector)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 _ACRONYMS = {
@@ -82,6 +83,33 @@ def _unknown_in_value(value: Any, path: str) -> list[str]:
                 out.extend(_unknown_in_value(item, f"{path}[{key}]"))
         return out
     return []
+
+
+FIELD_IS_IMMUTABLE = "field is immutable"
+
+
+def wire_value(value: Any) -> Any:
+    """A field's value as it appears on the wire (models become camelCase dicts)."""
+    if isinstance(value, BaseModel):
+        return to_wire(value)
+    if isinstance(value, list):
+        return [wire_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: wire_value(item) for key, item in value.items()}
+    return value
+
+
+def show_value(value: Any) -> str:
+    """A value for an error message: compact JSON, cut short when long."""
+    text = orjson.dumps(wire_value(value)).decode()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def immutable_field(path: str, new: Any, old: Any) -> list[tuple[str, str]]:
+    """Kubernetes' ValidateImmutableField: ``path: Invalid value: ...: field is immutable``."""
+    if wire_value(new) == wire_value(old):
+        return []
+    return [(path, f"Invalid value: {show_value(new)}: {FIELD_IS_IMMUTABLE}")]
 
 
 class OwnerReference(KumoModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from kumo.model.base import Condition, KumoModel, LabelSelector, Resource
+from kumo.model.base import Condition, KumoModel, LabelSelector, Resource, immutable_field
 from kumo.model.core import PodTemplateSpec, Problems
 from kumo.model.selectors import SelectorError, from_label_selector
 
@@ -130,3 +130,11 @@ class Job(Resource):
                 out.append(("spec.selector", f"Invalid value: {exc}"))
         out.extend(spec.template.spec.validate_semantics("spec.template.spec"))
         return out
+
+    def validate_update(self, old: Self) -> Problems:
+        spec, before = self.spec, old.spec
+        return [
+            *immutable_field("spec.selector", spec.selector, before.selector),
+            *immutable_field("spec.template", spec.template, before.template),
+            *immutable_field("spec.completionMode", spec.completion_mode, before.completion_mode),
+        ]

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+import copy
+from typing import Any, Literal, Self
 
 from pydantic import Field
 
-from kumo.model.base import Condition, KumoModel, LabelSelector, ObjectMeta, Resource
+from kumo.model.base import (
+    Condition,
+    KumoModel,
+    LabelSelector,
+    ObjectMeta,
+    Resource,
+    immutable_field,
+    show_value,
+    to_wire,
+)
 from kumo.model.common import IntOrString, Quantity, ResourceList
 from kumo.model.validation import (
     dns1123_label,
@@ -158,6 +168,33 @@ class Node(Resource):
             out.extend(
                 (f"spec.taints[{i}].key", f"Invalid value: {taint.key!r}: {p}")
                 for p in qualified_name(taint.key)
+            )
+        return out
+
+    def validate_update(self, old: Self) -> Problems:
+        """Kubernetes lets a node's podCIDR(s) and providerID be set once, then never change."""
+        out: Problems = []
+        spec, before = self.spec, old.spec
+        if before.pod_cidrs and spec.pod_cidrs != before.pod_cidrs:
+            out.append(
+                (
+                    "spec.podCIDRs",
+                    'Forbidden: node updates may not change podCIDR except from "" to valid',
+                )
+            )
+        if before.pod_cidr and spec.pod_cidr != before.pod_cidr:
+            out.append(
+                (
+                    "spec.podCIDR",
+                    'Forbidden: node updates may not change podCIDR except from "" to valid',
+                )
+            )
+        if before.provider_id and spec.provider_id != before.provider_id:
+            out.append(
+                (
+                    "spec.providerID",
+                    'Forbidden: node updates may not change providerID except from "" to valid',
+                )
             )
         return out
 
@@ -900,7 +937,7 @@ class Pod(Resource):
     plural = "pods"
     singular = "pod"
     short_names = ("po",)
-    subresources = ("status", "binding", "eviction")
+    subresources = ("status", "binding", "eviction", "log", "exec")
     categories = ("all",)
     selectable_fields = (
         "spec.nodeName",
@@ -923,6 +960,79 @@ class Pod(Resource):
 
     def validate_semantics(self) -> Problems:
         return self.spec.validate_semantics("spec")
+
+    def validate_update(self, old: Self) -> Problems:
+        return _validate_pod_spec_update(self.spec, old.spec)
+
+
+POD_UPDATE_FORBIDDEN = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations`"
+    " (only additions to existing tolerations),`spec.terminationGracePeriodSeconds`"
+    " (allow it to be set to 1 if it was previously negative)"
+)
+_MAX_INT32 = 2**31 - 1
+
+
+def _validate_pod_spec_update(spec: PodSpec, before: PodSpec) -> Problems:
+    """Kubernetes' ValidatePodUpdate for the spec: everything but a few fields is frozen."""
+    new_deadline, old_deadline = spec.active_deadline_seconds, before.active_deadline_seconds
+    if new_deadline is not None:
+        if not 0 <= new_deadline <= _MAX_INT32:
+            return [
+                (
+                    "spec.activeDeadlineSeconds",
+                    f"Invalid value: {new_deadline}: must be between 0 and {_MAX_INT32}, inclusive",
+                )
+            ]
+        if old_deadline is not None and old_deadline < new_deadline:
+            return [
+                (
+                    "spec.activeDeadlineSeconds",
+                    f"Invalid value: {new_deadline}: must be less than or equal to previous value",
+                )
+            ]
+    elif old_deadline is not None:
+        return [
+            (
+                "spec.activeDeadlineSeconds",
+                "Invalid value: null: must not update from a positive integer to nil value",
+            )
+        ]
+    out: Problems = []
+    old_wire = to_wire(before)
+    munged = copy.deepcopy(to_wire(spec))
+    for group in ("containers", "initContainers"):
+        new_list, old_list = munged.get(group) or [], old_wire.get(group) or []
+        if len(new_list) != len(old_list):
+            continue
+        for new_container, old_container in zip(new_list, old_list, strict=True):
+            if "image" in old_container:
+                new_container["image"] = old_container["image"]
+            else:
+                new_container.pop("image", None)
+    for name in ("activeDeadlineSeconds", "tolerations"):
+        munged.pop(name, None)
+        if name in old_wire:
+            munged[name] = old_wire[name]
+    new_tolerations = to_wire(spec).get("tolerations") or []
+    for i, toleration in enumerate(old_wire.get("tolerations") or []):
+        if toleration not in new_tolerations:
+            out.append(
+                (
+                    f"spec.tolerations[{i}]",
+                    "Forbidden: existing toleration can not be modified except its tolerationSeconds",
+                )
+            )
+    old_grace = before.termination_grace_period_seconds
+    if old_grace is not None and old_grace < 0 and spec.termination_grace_period_seconds == 1:
+        munged["terminationGracePeriodSeconds"] = old_grace
+    if munged != old_wire:
+        changed = sorted(
+            f"spec.{key}" for key in {*munged, *old_wire} if munged.get(key) != old_wire.get(key)
+        )
+        out.append(("spec", f"Forbidden: {POD_UPDATE_FORBIDDEN}; changed: {', '.join(changed)}"))
+    return out
 
 
 def qos_class(spec: PodSpec) -> str:
@@ -1089,6 +1199,35 @@ class Service(Resource):
         out.extend(labels("spec.selector", spec.selector))
         return out
 
+    def validate_update(self, old: Self) -> Problems:
+        """A Service keeps its cluster IP(s) for life, unless it becomes or stops being an
+        ExternalName service, or stays headless. Its type may change."""
+        spec, before = self.spec, old.spec
+        if "ExternalName" in (spec.type, before.type):
+            return []
+        if before.cluster_ip == "None" and spec.cluster_ip == "None":
+            return []
+        out: Problems = []
+        if before.cluster_ip:
+            out.extend(immutable_field("spec.clusterIP", spec.cluster_ip, before.cluster_ip))
+        old_ips, new_ips = before.cluster_ips or [], spec.cluster_ips or []
+        if old_ips and not new_ips:
+            out.append(
+                (
+                    "spec.clusterIPs[0]",
+                    f"Invalid value: {show_value(new_ips)}: primary clusterIP can not be unset",
+                )
+            )
+        for i, (was, now) in enumerate(zip(old_ips, new_ips, strict=False)):
+            if was != now:
+                out.append(
+                    (
+                        f"spec.clusterIPs[{i}]",
+                        f"Invalid value: {show_value(new_ips)}: may not change once set",
+                    )
+                )
+        return out
+
 
 class EndpointAddress(KumoModel):
     ip: str
@@ -1139,6 +1278,27 @@ def _check_data_keys(field: str, data: dict[str, str] | None) -> Problems:
     return out
 
 
+_IMMUTABLE_WHEN_SET = "Forbidden: field is immutable when `immutable` is set"
+
+
+def _frozen_data(
+    was_immutable: bool | None,
+    now_immutable: bool | None,
+    fields: tuple[tuple[str, dict[str, str] | None, dict[str, str] | None], ...],
+) -> Problems:
+    """ConfigMaps and Secrets marked ``immutable: true`` cannot change their data, nor
+    become mutable again."""
+    if not was_immutable:
+        return []
+    out: Problems = []
+    if not now_immutable:
+        out.append(("immutable", _IMMUTABLE_WHEN_SET))
+    for path, new, old in fields:
+        if (new or {}) != (old or {}):
+            out.append((path, _IMMUTABLE_WHEN_SET))
+    return out
+
+
 class ConfigMap(Resource):
     api_version: Literal["v1"] = "v1"
     kind: Literal["ConfigMap"] = "ConfigMap"
@@ -1166,6 +1326,13 @@ class ConfigMap(Resource):
         if size > 1024 * 1024:
             out.append(("", "Too long: must have at most 1048576 bytes"))
         return out
+
+    def validate_update(self, old: Self) -> Problems:
+        return _frozen_data(
+            old.immutable,
+            self.immutable,
+            (("data", self.data, old.data), ("binaryData", self.binary_data, old.binary_data)),
+        )
 
 
 class Secret(Resource):
@@ -1198,6 +1365,18 @@ class Secret(Resource):
                 base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 out.append((f"data[{key}]", "Invalid value: illegal base64 data"))
+        return out
+
+    def validate_update(self, old: Self) -> Problems:
+        out = immutable_field("type", self.type, old.type)
+        out += _frozen_data(
+            old.immutable,
+            self.immutable,
+            (
+                ("data", self.data, old.data),
+                ("stringData", self.string_data, old.string_data),
+            ),
+        )
         return out
 
     def decoded(self) -> dict[str, bytes]:

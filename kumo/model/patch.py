@@ -96,12 +96,15 @@ def _walk(doc: Any, parts: list[str]) -> Any:
 def _index(seq: list[Any], part: str, allow_end: bool) -> int:
     if part == "-" and allow_end:
         return len(seq)
-    if not part.isdigit():
+    if not part.isdigit() or (len(part) > 1 and part.startswith("0")):
         raise PatchError(f"invalid array index {part!r}")
     index = int(part)
     if index > len(seq) or (index == len(seq) and not allow_end):
         raise PatchError(f"array index {index} out of bounds")
     return index
+
+
+_OPERATIONS = ("add", "remove", "replace", "move", "copy", "test")
 
 
 def json_patch(doc: Any, operations: Any) -> Any:
@@ -114,6 +117,11 @@ def json_patch(doc: Any, operations: Any) -> Any:
         kind, path = op["op"], op["path"]
         if not isinstance(path, str):
             raise PatchError(f"operation {number}: 'path' must be a string")
+        if kind not in _OPERATIONS:
+            raise PatchError(
+                f"operation {number}: unknown operation {kind!r}; use one of "
+                + ", ".join(_OPERATIONS)
+            )
         try:
             result = _apply_op(result, kind, _pointer(path), op)
         except PatchError as exc:
@@ -123,7 +131,9 @@ def json_patch(doc: Any, operations: Any) -> Any:
 
 def _apply_op(doc: Any, kind: str, parts: list[str], op: dict[str, Any]) -> Any:
     if kind == "test":
-        if _walk(doc, parts) != op.get("value"):
+        if "value" not in op:
+            raise PatchError("'value' is required")
+        if _walk(doc, parts) != op["value"]:
             raise PatchError("test failed")
         return doc
     if kind in ("move", "copy"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field
 
-from kumo.model.base import KumoModel, LabelSelector, Resource
+from kumo.model.base import KumoModel, LabelSelector, Resource, show_value, wire_value
 from kumo.model.core import Problems
 
 VERBS = (
@@ -148,6 +148,12 @@ def _validate_binding(
     return out
 
 
+def _role_ref_unchanged(new: RoleRef, old: RoleRef) -> Problems:
+    if wire_value(new) == wire_value(old):
+        return []
+    return [("roleRef", f"Invalid value: {show_value(new)}: cannot change roleRef")]
+
+
 class Role(Resource):
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"
     kind: Literal["Role"] = "Role"
@@ -196,6 +202,9 @@ class RoleBinding(Resource):
     def validate_semantics(self) -> Problems:
         return _validate_binding(self.subjects, self.role_ref, namespaced=True)
 
+    def validate_update(self, old: Self) -> Problems:
+        return _role_ref_unchanged(self.role_ref, old.role_ref)
+
 
 class ClusterRoleBinding(Resource):
     api_version: Literal["rbac.authorization.k8s.io/v1"] = "rbac.authorization.k8s.io/v1"
@@ -215,3 +224,6 @@ class ClusterRoleBinding(Resource):
 
     def validate_semantics(self) -> Problems:
         return _validate_binding(self.subjects, self.role_ref, namespaced=False)
+
+    def validate_update(self, old: Self) -> Problems:
+        return _role_ref_unchanged(self.role_ref, old.role_ref)

@@ -137,6 +137,14 @@ def groups() -> dict[str, list[str]]:
     return out
 
 
+_GROUP_VERSIONS = frozenset((r.group, r.version) for r in RESOURCES)
+
+
+def serves(group: str, version: str) -> bool:
+    """Whether any kind is served under this group and version (the core group is "")."""
+    return (group, version) in _GROUP_VERSIONS
+
+
 def resolve(name: str) -> list[ResourceInfo]:
     """What a user typed (``deploy``, ``deployments.apps``, ``Pod``, ``all``) -> kinds."""
     text = name.strip()

@@ -22,6 +22,9 @@ class Requirement:
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "=":  # by far the most common: checked first, and cheaply
+            value = labels.get(self.key)
+            return value is not None and value == self.values[0]
         present = self.key in labels
         if self.operator == "exists":
             return present
@@ -50,7 +53,11 @@ class Selector:
 
     def matches(self, labels: Mapping[str, str] | None) -> bool:
         have = labels or {}
-        return all(r.matches(have) for r in self.requirements)
+        # A plain loop, not all(...): this runs for every object a selector list scans.
+        for requirement in self.requirements:  # noqa: SIM110
+            if not requirement.matches(have):
+                return False
+        return True
 
     @property
     def empty(self) -> bool:
@@ -165,7 +172,7 @@ def parse_label_selector(text: str | None) -> Selector:
                             continue
                         _check_value(item)
                         values.append(item)
-                    if not values and op == "in":
+                    if not values:
                         raise SelectorError(
                             f"for 'in', 'notin' operators, values set can't be empty: {text!r}"
                         )

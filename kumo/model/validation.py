@@ -152,7 +152,7 @@ def parse_quantity(value: str | int | float) -> Decimal:
         )
     if isinstance(value, int | float):
         return Decimal(str(value))
-    match = _QUANTITY.match(value.strip())
+    match = _QUANTITY.match(value)
     if not match or match.group(1) in {"", ".", "+", "-"}:
         raise QuantityError(
             "quantities must match the regular expression "

@@ -18,12 +18,12 @@ from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kumo.auth.authorizer import Attributes, Authorizer
 from kumo.auth.user import UserInfo
-from kumo.platform.api import admission, discovery, openapi, paths
+from kumo.platform.api import admission, discovery, nodeproxy, openapi, paths
 from kumo.platform.api.authn import Authenticators
 from kumo.platform.api.errors import (
     ApiError,
@@ -230,7 +230,11 @@ async def resource(request: Request) -> Response:
     try:
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             call.body = await read_body(request, api.settings.max_body_bytes)
-        response = await _dispatch(api, call, method)
+        if method in _WRITES and target.name and sub in _STORED_SUBRESOURCES:
+            async with api.serialized(call):
+                response = await _dispatch(api, call, method)
+        else:
+            response = await _dispatch(api, call, method)
         code = response.status_code
         return response
     except ApiError as exc:
@@ -243,9 +247,17 @@ async def resource(request: Request) -> Response:
             state.metrics.latency.labels(verb, resource_name).observe(time.perf_counter() - started)
 
 
+_WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# Writes to these change the stored object and take turns per object; log and exec are
+# proxied to a node and may run for long, so they hold no lock.
+_STORED_SUBRESOURCES = ("", "status", "scale", "binding", "eviction", "finalize")
+
+
 async def _dispatch(api: ResourceAPI, call: Call, method: str) -> Response:
     target = call.target
     sub = target.subresource
+    if sub in ("log", "exec"):  # served by the pod's node agent
+        return await nodeproxy.serve_http(call)
     content_type = call.request.headers.get("content-type", "application/json")
     if method in ("GET", "HEAD"):
         if not target.name:
@@ -312,10 +324,13 @@ class ErrorMiddleware:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    # Unknown paths and methods answer 401 to strangers too: nothing is open but health checks.
+    await _state(request).authenticate(request)
     return path_not_found(request.url.path).response()
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    await _state(request).authenticate(request)
     return method_not_allowed(request.method, request.url.path).response()
 
 
@@ -330,7 +345,10 @@ def build_app(
     state = ApiState(store, authenticators, authorizer, resources)
     state.metrics.registry.register(_StoreCollector(store))
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
+    routes = [  # the resource routes first: nearly every request is one
+        Route("/api/{rest:path}", resource, methods=methods),
+        Route("/apis/{rest:path}", resource, methods=methods),
+        WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", nodeproxy.exec_websocket),
         Route("/healthz", healthz),
         Route("/livez", healthz),
         Route("/readyz", readyz),
@@ -339,8 +357,6 @@ def build_app(
         Route("/openapi/v3", openapi_v3),
         Route("/api", api_root),
         Route("/apis", apis_root),
-        Route("/api/{rest:path}", resource, methods=methods),
-        Route("/apis/{rest:path}", resource, methods=methods),
     ]
     app = Starlette(
         routes=routes,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kumo.model.registry import ResourceInfo, by_path, groups
+from kumo.model.registry import ResourceInfo, by_path, serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def parse(path: str) -> Target:
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
         raise PathError(path)
-    if version not in groups().get(group, []):
+    if not serves(group, version):
         raise PathError(path)
     if not rest:
         return Target(group, version, None)

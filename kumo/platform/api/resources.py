@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import copy
 import datetime
 from collections.abc import AsyncIterator, Callable
@@ -72,7 +73,12 @@ class Settings:
     watch_timeout_seconds: int = 1800
     bookmark_interval_seconds: float = 30.0
     max_list_limit: int = 100_000
-    default_namespaces: tuple[str, ...] = ("default", "kube-system", "kumo-system")
+    default_namespaces: tuple[str, ...] = (
+        "default",
+        "kube-system",
+        "kube-node-lease",
+        "kumo-system",
+    )
 
 
 def storage_key(info: ResourceInfo, namespace: str, name: str) -> str:
@@ -98,15 +104,29 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+MAX_WARNINGS = 20
+MAX_WARNING_CHARS = 512
+
+
 def _json(obj: Any, status: int = 200, warnings: builtins.list[str] | None = None) -> Response:
     response = Response(orjson.dumps(obj), status_code=status, media_type="application/json")
-    for warning in warnings or []:
+    shown = list(warnings or [])
+    if len(shown) > MAX_WARNINGS:
+        hidden = len(shown) - MAX_WARNINGS + 1
+        shown = [*shown[: MAX_WARNINGS - 1], f"and {hidden} more warnings"]
+    for warning in shown:
         response.headers.append("Warning", f'299 - "{_quote(warning)}"')
     return response
 
 
 def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    """A warning as an HTTP quoted-string: printable ASCII only, anything else escaped."""
+    if len(text) > MAX_WARNING_CHARS:
+        text = text[: MAX_WARNING_CHARS - 3] + "..."
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in escaped
+    )
 
 
 def _raw(data: bytes, status: int = 200) -> Response:
@@ -143,9 +163,41 @@ class Call:
         if not value:
             return default
         try:
-            return int(value)
+            number = int(value)
         except ValueError as exc:
-            raise bad_request(f"{name}: must be an integer, got {value!r}") from exc
+            raise bad_request(f"{name}: must be an integer, got {value[:40]!r}") from exc
+        if not -_INT64 <= number <= _INT64:
+            raise bad_request(f"{name}: must fit in a 64-bit integer")
+        return number
+
+
+class KeyLocks:
+    """One asyncio lock per storage key, alive while someone holds or waits for it.
+
+    Writes to one object from this process take turns, so read-modify-write requests
+    (patch, scale, delete, unconditional replace) do not race each other into conflicts;
+    compare-and-swap in the store still guards against other writers.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class ResourceAPI:
@@ -159,9 +211,14 @@ class ResourceAPI:
         self.settings = settings
         self.plugins = plugins or []
         self._stopping = asyncio.Event()
+        self.key_locks = KeyLocks()
 
     def stop_watches(self) -> None:
         self._stopping.set()
+
+    def serialized(self, call: Call) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the object's key while a write to one named object runs."""
+        return self.key_locks.hold(self._key(call))
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -220,11 +277,11 @@ class ResourceAPI:
         try:
             labels = parse_label_selector(call.param("labelSelector") or None)
         except SelectorError as exc:
-            raise bad_request(f"unable to parse requirement: {exc}") from exc
+            raise bad_request(f"labelSelector: {exc}") from exc
         try:
             fields = parse_field_selector(call.param("fieldSelector") or None)
         except SelectorError as exc:
-            raise bad_request(str(exc)) from exc
+            raise bad_request(f"fieldSelector: {exc}") from exc
         allowed = {"metadata.name", "metadata.namespace", *call.info.model.selectable_fields}
         for name in fields.fields:
             if name not in allowed:
@@ -510,13 +567,14 @@ class ResourceAPI:
         model.apply_defaults()
         new = to_wire(model)
         new = self._merge_system_fields(info, new, old, sub)
+        new_model = info.model.model_validate(new)
         if sub == "" or sub == "finalize":
-            problems = admission.validate_metadata(info, info.model.model_validate(new))
-            problems += info.model.model_validate(new).validate_semantics()
+            problems = admission.validate_metadata(info, new_model)
+            problems += new_model.validate_semantics()
         else:
             problems = []
-        new_model = info.model.model_validate(new)
-        problems += new_model.validate_update(info.model.model_validate(old))
+        if type(new_model).validate_update is not Resource.validate_update:
+            problems += new_model.validate_update(info.model.model_validate(old))
         if problems:
             raise invalid(info.kind, info.group, call.target.name, problems)
         return await self._commit_update(call, key, new, old, precondition or _rv(old))
@@ -559,6 +617,8 @@ class ResourceAPI:
             new_meta["generation"] = int(old_meta.get("generation") or 1) + 1
         if info.kind == "Namespace":
             new["spec"] = old.get("spec", {})
+        if info.kind == "Service":
+            _keep_allocated_cluster_ips(new, old)
         return new
 
     async def _commit_update(
@@ -813,16 +873,7 @@ class ResourceAPI:
             options["propagationPolicy"] = policy
         if call.param("orphanDependents"):
             options["orphanDependents"] = call.flag("orphanDependents")
-        if options.get("propagationPolicy") not in (None, "Orphan", "Background", "Foreground"):
-            raise bad_request(
-                f'propagationPolicy: Unsupported value: "{options["propagationPolicy"]}": supported values: "Foreground", "Background", "Orphan"'
-            )
-        grace_value = options.get("gracePeriodSeconds")
-        if grace_value is not None and (
-            not isinstance(grace_value, int) or isinstance(grace_value, bool)
-        ):
-            raise bad_request("gracePeriodSeconds: must be an integer")
-        return options
+        return _checked_delete_options(options)
 
     async def delete(self, call: Call) -> Response:
         options = self._delete_options(call)
@@ -879,7 +930,7 @@ class ResourceAPI:
                     if current is None or graceful < current:
                         new_meta["deletionGracePeriodSeconds"] = graceful
                         new_meta["deletionTimestamp"] = (
-                            now + datetime.timedelta(seconds=graceful)
+                            now + datetime.timedelta(seconds=min(graceful, _MAX_GRACE_SECONDS))
                         ).strftime("%Y-%m-%dT%H:%M:%SZ")
                 elif not new_meta.get("deletionTimestamp"):
                     new_meta["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -968,8 +1019,10 @@ class ResourceAPI:
     async def evict(self, call: Call, raw: Any) -> Response:
         if not isinstance(raw, dict):
             raise bad_request("the body must be an Eviction object")
-        options = raw.get("deleteOptions") if isinstance(raw.get("deleteOptions"), dict) else {}
-        await self._delete_one(call, call.target.name, options or {})
+        options = raw.get("deleteOptions") or {}
+        if not isinstance(options, dict):
+            raise bad_request("deleteOptions must be a JSON object")
+        await self._delete_one(call, call.target.name, _checked_delete_options(dict(options)))
         return _json(
             {
                 "kind": "Status",
@@ -980,6 +1033,47 @@ class ResourceAPI:
             },
             201,
         )
+
+
+_INT64 = 2**63 - 1
+_MAX_GRACE_SECONDS = 10 * 365 * 24 * 3600  # a deadline past this is "never" anyway
+
+
+def _checked_delete_options(options: dict[str, Any]) -> dict[str, Any]:
+    """DeleteOptions with the types Kubernetes requires; 400 naming the field otherwise."""
+    if options.get("propagationPolicy") not in (None, "Orphan", "Background", "Foreground"):
+        raise bad_request(
+            f'propagationPolicy: Unsupported value: "{options["propagationPolicy"]}": supported values: "Foreground", "Background", "Orphan"'
+        )
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (
+        not isinstance(grace, int) or isinstance(grace, bool) or not -_INT64 <= grace <= _INT64
+    ):
+        raise bad_request("gracePeriodSeconds: must be an integer")
+    orphan = options.get("orphanDependents")
+    if orphan is not None and not isinstance(orphan, bool):
+        raise bad_request("orphanDependents: must be a boolean")
+    preconditions = options.get("preconditions")
+    if preconditions is not None:
+        if not isinstance(preconditions, dict):
+            raise bad_request("preconditions: must be an object")
+        for name in ("uid", "resourceVersion"):
+            value = preconditions.get(name)
+            if value is not None and not isinstance(value, str):
+                raise bad_request(f"preconditions.{name}: must be a string")
+    return options
+
+
+def _keep_allocated_cluster_ips(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A replaced Service that leaves out its cluster IP keeps the one it has (Kubernetes
+    does the same), unless it becomes an ExternalName service."""
+    new_spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    if "ExternalName" in (new_spec.get("type"), old_spec.get("type")):
+        return
+    for field_name in ("clusterIP", "clusterIPs"):
+        if not new_spec.get(field_name) and old_spec.get(field_name):
+            new_spec[field_name] = copy.deepcopy(old_spec[field_name])
+    new["spec"] = new_spec
 
 
 def read_limit(request: Request, limit: int) -> int | None:

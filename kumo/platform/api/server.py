@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import ssl
@@ -18,7 +19,7 @@ from kumo.auth.authorizer import Authorizer, MastersOnly
 from kumo.auth.user import MASTERS
 from kumo.model.core import Namespace
 from kumo.model.registry import for_model
-from kumo.platform.api import admission
+from kumo.platform.api import admission, nodeproxy
 from kumo.platform.api.app import ApiState, build_app
 from kumo.platform.api.authn import Authenticators, StoreTokens
 from kumo.platform.api.resources import Settings, storage_key
@@ -26,6 +27,8 @@ from kumo.platform.store import AlreadyExists
 from kumo.platform.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
+
+GC_THRESHOLDS = (20_000, 20, 50)  # Python's defaults are (700, 10, 10)
 
 
 class _QuietServer(uvicorn.Server):
@@ -81,7 +84,15 @@ class ApiServer:
         )
         files = await asyncio.to_thread(pki.ensure_serving, self.pki_dir, hosts)
         app = build_app(self.store, Authenticators(self.tokens), self.authorizer, options.settings)
+        nodeproxy.install(app, self.pki_dir)
         self.state = app.state.kumo
+        # What is loaded now (modules, schemas, the store's objects) lives as long as the
+        # server: keep it out of the full garbage collections, which stall every request for
+        # as long as they walk the heap. Requests make little cyclic garbage, so collecting
+        # less often costs little memory and keeps those pauses rare.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -95,6 +95,23 @@ class _Outcome:
     error: Exception | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A change as the history ring keeps it: bytes only. Parsed, the old versions would
+    stay alive as many small containers that every full garbage collection walks, for the
+    rare watcher that resumes from history."""
+
+    type: EventType
+    key: str
+    revision: int
+    data: bytes
+    prev: bytes | None
+
+    def change(self) -> Change:
+        prev = orjson.loads(self.prev) if self.prev is not None else None
+        return Change(self.type, self.key, self.revision, self.data, orjson.loads(self.data), prev)
+
+
 @dataclass(eq=False, slots=True)
 class _Watcher:
     prefix: str
@@ -125,7 +142,7 @@ class SQLiteStore:
         self._cache: SortedDict[str, Entry] = SortedDict()
         self._revision = 0
         self._compacted = 0
-        self._ring: deque[Change] = deque(maxlen=history_size)
+        self._ring: deque[_Recorded] = deque(maxlen=history_size)
         self._ring_floor = 0
         self._watchers: set[_Watcher] = set()
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
@@ -241,7 +258,9 @@ class SQLiteStore:
                 self._compacted,
             )
 
-        def read() -> builtins.list[tuple[str, int, str, bytes]]:
+        def read() -> tuple[builtins.list[Entry], bool]:
+            # Rows stream in key order and stop one match past the page: a page of a big
+            # list does not read the rest of it. One statement is one consistent snapshot.
             conn = _connect(self._path)
             try:
                 lower = "c.key > ?" if start_after is not None else "c.key >= ?"
@@ -250,36 +269,30 @@ class SQLiteStore:
                              AND c.rv = (SELECT MAX(rv) FROM changes WHERE key = c.key AND rv <= ?)
                            ORDER BY c.key"""
                 start = start_after if start_after is not None else prefix
-                return [
-                    (k, rv, t, bytes(d))
-                    for k, rv, t, d in conn.execute(sql, (start, prefix + _END, revision))
-                ]
+                found: builtins.list[Entry] = []
+                for key, rv, kind, raw in conn.execute(sql, (start, prefix + _END, revision)):
+                    if kind == "DELETED" or not key.startswith(prefix):
+                        continue
+                    data = bytes(raw)
+                    obj = orjson.loads(data)
+                    if predicate is not None and not predicate(obj):
+                        continue
+                    if limit and len(found) >= limit:
+                        return found, True
+                    found.append(Entry(key, rv, data, obj))
+                return found, False
             finally:
                 conn.close()
 
-        rows = await asyncio.to_thread(read)
+        items, more = await asyncio.to_thread(read)
         if revision < self._compacted:
             raise Gone(
                 f"revision {revision} has been compacted (oldest is {self._compacted})",
                 self._compacted,
             )
-        items: builtins.list[Entry] = []
-        last: str | None = None
-        more = False
-        for key, rv, kind, data in rows:
-            if kind == "DELETED" or not key.startswith(prefix):
-                continue
-            obj = orjson.loads(data)
-            if predicate is not None and not predicate(obj):
-                continue
-            if limit and len(items) >= limit:
-                more = True
-                break
-            items.append(Entry(key, rv, data, obj))
-            last = key
         result = ListResult(items, revision)
-        if more:
-            result.continue_key = last
+        if more and items:
+            result.continue_key = items[-1].key
         return result
 
     # ---- writes -------------------------------------------------------------------------
@@ -475,7 +488,9 @@ class SQLiteStore:
             self._revision = revision
             if len(self._ring) == self._ring.maxlen:
                 self._ring_floor = self._ring[0].revision
-            self._ring.append(change)
+            self._ring.append(
+                _Recorded(kind, write.key, revision, data, previous.data if previous else None)
+            )
             for watcher in self._watchers:
                 if write.key.startswith(watcher.prefix):
                     watcher.offer(change)
@@ -522,7 +537,9 @@ class SQLiteStore:
     async def _history(self, prefix: str, after: int, upto: int) -> builtins.list[Change]:
         if after >= self._ring_floor:
             return [
-                c for c in self._ring if after < c.revision <= upto and c.key.startswith(prefix)
+                r.change()
+                for r in self._ring
+                if after < r.revision <= upto and r.key.startswith(prefix)
             ]
 
         def read() -> builtins.list[Change]:

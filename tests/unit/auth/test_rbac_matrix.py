@@ -101,7 +101,19 @@ CLUSTER = [
     ("rbac.authorization.k8s.io", "clusterroles"),
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
 ]
-VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"]
+VERBS = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "escalate",
+    "bind",
+    "impersonate",
+]
 
 
 @dataclass
@@ -134,9 +146,21 @@ def _source(role: str, scope: str) -> Source:
     subject = [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]
     source = Source()
     if scope == "namespace":
-        source.rbs.append(RoleBinding.model_validate({"metadata": {"name": "b", "namespace": "team-a"}, "roleRef": ref, "subjects": subject}))
+        source.rbs.append(
+            RoleBinding.model_validate(
+                {
+                    "metadata": {"name": "b", "namespace": "team-a"},
+                    "roleRef": ref,
+                    "subjects": subject,
+                }
+            )
+        )
     else:
-        source.crbs.append(ClusterRoleBinding.model_validate({"metadata": {"name": "b"}, "roleRef": ref, "subjects": subject}))
+        source.crbs.append(
+            ClusterRoleBinding.model_validate(
+                {"metadata": {"name": "b"}, "roleRef": ref, "subjects": subject}
+            )
+        )
     return source
 
 
@@ -150,8 +174,11 @@ def _expected(role: str, scope: str, group: str, resource: str, verb: str, names
 
 CASES = [
     (role, scope, group, resource, verb, namespace)
-    for role, scope in itertools.product(["view", "edit", "admin", "cluster-admin"], ["namespace", "cluster"])
-    for (group, resource), namespace in [(r, ns) for r in NAMESPACED for ns in ("team-a", "team-b")] + [(r, "") for r in CLUSTER]
+    for role, scope in itertools.product(
+        ["view", "edit", "admin", "cluster-admin"], ["namespace", "cluster"]
+    )
+    for (group, resource), namespace in [(r, ns) for r in NAMESPACED for ns in ("team-a", "team-b")]
+    + [(r, "") for r in CLUSTER]
     for verb in VERBS
 ]
 
@@ -160,7 +187,10 @@ def test_matrix_is_large() -> None:
     assert len(CASES) > 2000
 
 
-@pytest.mark.parametrize(("role", "scope"), list(itertools.product(["view", "edit", "admin", "cluster-admin"], ["namespace", "cluster"])))
+@pytest.mark.parametrize(
+    ("role", "scope"),
+    list(itertools.product(["view", "edit", "admin", "cluster-admin"], ["namespace", "cluster"])),
+)
 def test_default_role_matrix(role: str, scope: str) -> None:
     source = _source(role, scope)
     unexpected_allows = []
@@ -169,7 +199,15 @@ def test_default_role_matrix(role: str, scope: str) -> None:
         if (case_role, case_scope) != (role, scope):
             continue
         base, _, sub = resource.partition("/")
-        attributes = Attributes(user=USER, verb=verb, api_group=group, resource=base, subresource=sub, namespace=namespace, name="x" if verb not in ("list", "watch", "create", "deletecollection") else "")
+        attributes = Attributes(
+            user=USER,
+            verb=verb,
+            api_group=group,
+            resource=base,
+            subresource=sub,
+            namespace=namespace,
+            name="x" if verb not in ("list", "watch", "create", "deletecollection") else "",
+        )
         got = allows(source, attributes).allowed
         want = _expected(role, scope, group, resource, verb, namespace)
         if got and not want:
@@ -183,8 +221,12 @@ def test_default_role_matrix(role: str, scope: str) -> None:
 def test_namespace_object_by_its_own_name_follows_the_namespace_binding() -> None:
     # Kubernetes authorizes GET /api/v1/namespaces/team-a with namespace "team-a".
     source = _source("view", "namespace")
-    get_own = Attributes(user=USER, verb="get", resource="namespaces", namespace="team-a", name="team-a")
-    get_other = Attributes(user=USER, verb="get", resource="namespaces", namespace="team-b", name="team-b")
+    get_own = Attributes(
+        user=USER, verb="get", resource="namespaces", namespace="team-a", name="team-a"
+    )
+    get_other = Attributes(
+        user=USER, verb="get", resource="namespaces", namespace="team-b", name="team-b"
+    )
     assert allows(source, get_own).allowed
     assert not allows(source, get_other).allowed
 
@@ -193,7 +235,17 @@ def test_nobody_is_allowed_without_a_binding() -> None:
     source = Source()
     for verb, (group, resource) in itertools.product(VERBS, NAMESPACED + CLUSTER):
         base, _, sub = resource.partition("/")
-        assert not allows(source, Attributes(user=USER, verb=verb, api_group=group, resource=base, subresource=sub, namespace="team-a")).allowed
+        assert not allows(
+            source,
+            Attributes(
+                user=USER,
+                verb=verb,
+                api_group=group,
+                resource=base,
+                subresource=sub,
+                namespace="team-a",
+            ),
+        ).allowed
 
 
 def test_discovery_is_open_to_every_authenticated_user_and_nothing_more() -> None:
@@ -202,7 +254,11 @@ def test_discovery_is_open_to_every_authenticated_user_and_nothing_more() -> Non
     assert allows(source, Attributes(user=USER, verb="get", path="/apis/apps/v1")).allowed
     assert allows(source, Attributes(user=USER, verb="get", path="/version")).allowed
     assert not allows(source, Attributes(user=USER, verb="get", path="/metrics")).allowed
-    assert not allows(source, Attributes(user=USER, verb="get", resource="pods", namespace="default")).allowed
+    assert not allows(
+        source, Attributes(user=USER, verb="get", resource="pods", namespace="default")
+    ).allowed
     masters = UserInfo("root", groups=("system:masters",))
-    assert allows(source, Attributes(user=masters, verb="delete", resource="nodes", name="n1")).allowed
+    assert allows(
+        source, Attributes(user=masters, verb="delete", resource="nodes", name="n1")
+    ).allowed
     assert allows(source, Attributes(user=masters, verb="get", path="/metrics")).allowed
