@@ -11,9 +11,14 @@ import asyncio
 from collections.abc import Iterable
 
 from kumo.client import AsyncClient
+from kumo.platform.controllers.deployment import DeploymentController
+from kumo.platform.controllers.endpoints import EndpointsController
 from kumo.platform.controllers.garbagecollector import GarbageCollector
 from kumo.platform.controllers.informer import EventHandler, InformerFactory, SharedInformer
+from kumo.platform.controllers.job import JobController
 from kumo.platform.controllers.namespace import NamespaceController
+from kumo.platform.controllers.nodelifecycle import NodeLifecycleController
+from kumo.platform.controllers.replicaset import ReplicaSetController
 from kumo.platform.controllers.runner import (
     Controller,
     ControllerFactory,
@@ -24,12 +29,16 @@ from kumo.platform.controllers.runner import (
 from kumo.platform.controllers.serviceaccount import ServiceAccountController
 from kumo.platform.controllers.workqueue import ExponentialBackoff, QueueShutDown, WorkQueue
 
-# name -> factory; later controllers (replicaset, deployment, job, endpoints, nodelifecycle)
-# register here.
+# name -> factory
 CONTROLLERS: dict[str, ControllerFactory] = {
     GarbageCollector.name: GarbageCollector,
     NamespaceController.name: NamespaceController,
     ServiceAccountController.name: ServiceAccountController,
+    ReplicaSetController.name: ReplicaSetController,
+    DeploymentController.name: DeploymentController,
+    JobController.name: JobController,
+    EndpointsController.name: EndpointsController,
+    NodeLifecycleController.name: NodeLifecycleController,
 }
 
 
@@ -65,12 +74,17 @@ __all__ = [
     "Controller",
     "ControllerFactory",
     "ControllerManager",
+    "DeploymentController",
+    "EndpointsController",
     "EventHandler",
     "ExponentialBackoff",
     "GarbageCollector",
     "InformerFactory",
+    "JobController",
     "NamespaceController",
+    "NodeLifecycleController",
     "QueueShutDown",
+    "ReplicaSetController",
     "Result",
     "ServiceAccountController",
     "SharedInformer",
