@@ -35,11 +35,27 @@ def cli(ctx: click.Context, kubeconfig: str | None, context_name: str | None, ve
 
 
 def _register() -> None:
-    from kumo.cli import controller_commands, resource_commands, server_commands
+    from kumo.cli import (
+        agent_commands,
+        controller_commands,
+        gateway_commands,
+        images_commands,
+        pod_commands,
+        resource_commands,
+        scheduler_commands,
+        server_commands,
+        workload_commands,
+    )
 
     server_commands.register(cli)
     resource_commands.register(cli)
     controller_commands.register(cli)
+    workload_commands.register(cli)
+    images_commands.register(cli)
+    agent_commands.register(cli)
+    scheduler_commands.register(cli)
+    gateway_commands.register(cli)
+    pod_commands.register(cli)
 
 
 _register()
