@@ -69,7 +69,9 @@ def _view_rules() -> list[PolicyRule]:
             ],
             READ,
         ),
-        _rule(["autoscaling"], ["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ),
+        _rule(
+            ["autoscaling"], ["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ
+        ),
         _rule(["batch"], ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
         _rule(["discovery.k8s.io"], ["endpointslices"], READ),
         _rule(["kumo.dev"], ["functions", "functions/status"], READ),
@@ -80,7 +82,14 @@ def _edit_rules() -> list[PolicyRule]:
     return [
         _rule(
             [""],
-            ["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+            [
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "secrets",
+                "services/proxy",
+            ],
             READ,
         ),
         _rule([""], ["serviceaccounts"], ["impersonate"]),
@@ -131,7 +140,9 @@ def _admin_rules() -> list[PolicyRule]:
     ]
 
 
-def _cluster_role(name: str, rules: list[PolicyRule], labels: dict[str, str] | None = None) -> ClusterRole:
+def _cluster_role(
+    name: str, rules: list[PolicyRule], labels: dict[str, str] | None = None
+) -> ClusterRole:
     role = ClusterRole(rules=rules)
     role.metadata.name = name
     role.metadata.labels = {**BOOTSTRAP_LABEL, **(labels or {})}
@@ -143,8 +154,15 @@ def _binding(name: str, role: str, groups: list[str]) -> ClusterRoleBinding:
     binding = ClusterRoleBinding.model_validate(
         {
             "metadata": {"name": name, "labels": BOOTSTRAP_LABEL, "annotations": AUTOUPDATE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in groups],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
+                for g in groups
+            ],
         }
     )
     return binding
@@ -166,7 +184,19 @@ def cluster_roles() -> list[ClusterRole]:
             "system:discovery",
             [
                 PolicyRule(
-                    non_resource_urls=["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"],
+                    non_resource_urls=[
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/healthz",
+                        "/livez",
+                        "/openapi",
+                        "/openapi/*",
+                        "/readyz",
+                        "/version",
+                        "/version/",
+                    ],
                     verbs=["get"],
                 )
             ],
@@ -174,17 +204,39 @@ def cluster_roles() -> list[ClusterRole]:
         _cluster_role(
             "system:basic-user",
             [
-                _rule(["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], ["create"]),
+                _rule(
+                    ["authorization.k8s.io"],
+                    ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    ["create"],
+                ),
                 _rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"]),
             ],
         ),
         _cluster_role(
             "system:public-info-viewer",
-            [PolicyRule(non_resource_urls=["/healthz", "/livez", "/readyz", "/version", "/version/"], verbs=["get"])],
+            [
+                PolicyRule(
+                    non_resource_urls=["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    verbs=["get"],
+                )
+            ],
         ),
         _cluster_role(
             "system:monitoring",
-            [PolicyRule(non_resource_urls=["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/readyz", "/readyz/*"], verbs=["get"])],
+            [
+                PolicyRule(
+                    non_resource_urls=[
+                        "/healthz",
+                        "/healthz/*",
+                        "/livez",
+                        "/livez/*",
+                        "/metrics",
+                        "/readyz",
+                        "/readyz/*",
+                    ],
+                    verbs=["get"],
+                )
+            ],
         ),
     ]
 
@@ -194,6 +246,10 @@ def cluster_role_bindings() -> list[ClusterRoleBinding]:
         _binding("cluster-admin", "cluster-admin", ["system:masters"]),
         _binding("system:discovery", "system:discovery", ["system:authenticated"]),
         _binding("system:basic-user", "system:basic-user", ["system:authenticated"]),
-        _binding("system:public-info-viewer", "system:public-info-viewer", ["system:authenticated", "system:unauthenticated"]),
+        _binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            ["system:authenticated", "system:unauthenticated"],
+        ),
         _binding("system:monitoring", "system:monitoring", ["system:monitoring"]),
     ]
