@@ -13,6 +13,7 @@ from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import ConfigError, load
 from kumo.node import run_agent
 from kumo.node.config import AgentOptions, OptionsError
+from kumo.node.server import agent_service
 
 
 def _client_config(
@@ -54,8 +55,18 @@ async def _run(config: ClientConfig, options: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not config.ca_data:
+        raise click.UsageError(
+            "the agent needs the cluster CA (--ca-file, or a client config that has it): its "
+            "logs/exec server accepts only the API server's client certificate"
+        )
+    node_server = agent_service(
+        str(options.get("address") or "127.0.0.1"),
+        int(options.get("kubelet_port") or 10250),
+        ca_data=config.ca_data,
+    )
     async with AsyncClient(config, user_agent="kumo-agent") as client:
-        await run_agent(client, stop, **options)
+        await run_agent(client, stop, services=[node_server], **options)
 
 
 _PATH = click.Path(file_okay=False, path_type=Path)
@@ -107,6 +118,13 @@ _PATH = click.Path(file_okay=False, path_type=Path)
 @click.option("--podman-root", type=_PATH, default=None, help="Podman storage root of its own.")
 @click.option("--podman-runroot", type=_PATH, default=None, help="Podman run root of its own.")
 @click.option("--podman-tmpdir", type=_PATH, default=None, help="Podman tmpdir of its own.")
+@click.option(
+    "--podman-image-store",
+    type=_PATH,
+    default=None,
+    help="With --podman-root: also use the images of this storage, read-only "
+    "(e.g. /var/lib/containers/storage, where kumo images bootstrap put them).",
+)
 @click.option(
     "--reserved",
     default=None,

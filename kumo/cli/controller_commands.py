@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -37,6 +40,31 @@ async def _run(names: list[str] | None, context: str | None) -> None:
         await run_controllers(client, stop, names)
 
 
+def lifecycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--node-monitor-grace-period`` and ``--pod-eviction-timeout``; apply them with
+    ``apply_lifecycle_options``."""
+    func = click.option(
+        "--pod-eviction-timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Seconds a node stays NotReady before its pods are evicted (default 300).",
+    )(func)
+    return click.option(
+        "--node-monitor-grace-period",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Seconds without a lease renewal before a node is NotReady (default 40).",
+    )(func)
+
+
+def apply_lifecycle_options(grace_period: float | None, eviction_timeout: float | None) -> None:
+    # The node lifecycle controller reads these when it is built (see nodelifecycle.py).
+    if grace_period is not None:
+        os.environ["KUMO_NODE_MONITOR_GRACE_PERIOD"] = str(grace_period)
+    if eviction_timeout is not None:
+        os.environ["KUMO_POD_EVICTION_TIMEOUT"] = str(eviction_timeout)
+
+
 @click.command("controllers")
 @click.option(
     "--controllers",
@@ -45,10 +73,17 @@ async def _run(names: list[str] | None, context: str | None) -> None:
     show_default=True,
     help=f"Comma-separated controllers to run ({', '.join(sorted(CONTROLLERS))}); * for all.",
 )
+@lifecycle_options
 @click.pass_context
-def controllers(ctx: click.Context, selected: str) -> None:
+def controllers(
+    ctx: click.Context,
+    selected: str,
+    node_monitor_grace_period: float | None,
+    pod_eviction_timeout: float | None,
+) -> None:
     """Run the controllers (garbage collector, namespaces, service accounts, ...) alone; they
     talk to the API server of the current context. Stops on SIGINT / SIGTERM."""
+    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout)
     names = _names(selected)
     context = (ctx.obj or {}).get("context")
     asyncio.run(_run(names, context))

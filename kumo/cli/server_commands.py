@@ -7,15 +7,23 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from kumo.auth.user import MASTERS
+from kumo.cli.controller_commands import apply_lifecycle_options, lifecycle_options
 from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import KubeConfig, default_path, home
+from kumo.node import run_agent
+from kumo.node.server import agent_service
 from kumo.platform.api.server import ApiServer, ServerOptions
 from kumo.platform.controllers import run_controllers
+from kumo.platform.gateway import DEFAULT_METRICS_PORT, DEFAULT_PORT, run_gateway
+from kumo.platform.scheduler import run_scheduler
 
 
 def _data_dir(value: str | None) -> Path:
@@ -65,12 +73,66 @@ async def component_client(server: ApiServer, component: str) -> AsyncClient:
     return AsyncClient(config, user_agent=f"kumo-{component}")
 
 
+@dataclass(frozen=True, slots=True)
+class Components:
+    """What ``kumo up`` runs next to the API server."""
+
+    agent: bool = True
+    node_name: str | None = None
+    kubelet_port: int = 10250
+    gateway_port: int = DEFAULT_PORT
+    gateway_metrics_port: int = DEFAULT_METRICS_PORT
+    # Seconds between the agent's lease renewals; a quarter of the node monitor grace period,
+    # as Kubernetes' kubelet renews every 10 s against a 40 s grace period.
+    lease_renew_interval: float | None = None
+
+
+Runner = Callable[[AsyncClient, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _component_runners(server: ApiServer, components: Components) -> dict[str, Runner]:
+    """Each component by name, as a coroutine taking its own client and the stop event."""
+    data_dir = server.options.data_dir
+
+    async def gateway(client: AsyncClient, stop: asyncio.Event) -> None:
+        await run_gateway(
+            client,
+            stop,
+            port=components.gateway_port,
+            metrics_port=components.gateway_metrics_port,
+        )
+
+    async def agent(client: AsyncClient, stop: asyncio.Event) -> None:
+        node_server = agent_service(
+            "127.0.0.1", components.kubelet_port, ca_data=server.ca_file.read_bytes()
+        )
+        options: dict[str, Any] = {
+            "address": "127.0.0.1",
+            "kubelet_port": components.kubelet_port,
+            "data_dir": data_dir / "agent",
+        }
+        if components.node_name:
+            options["node_name"] = components.node_name
+        if components.lease_renew_interval is not None:
+            options["lease_renew_interval"] = components.lease_renew_interval
+        await run_agent(client, stop, services=[node_server], **options)
+
+    runners: dict[str, Runner] = {
+        "controllers": run_controllers,
+        "scheduler": run_scheduler,
+        "gateway": gateway,
+    }
+    if components.agent:
+        runners["agent"] = agent
+    return runners
+
+
 async def _serve(
     options: ServerOptions,
     context: str | None,
     token_file: Path | None,
     quiet: bool,
-    with_components: bool,
+    components: Components | None,
 ) -> None:
     server = ApiServer(options)
     await server.start()
@@ -83,18 +145,21 @@ async def _serve(
     try:
         if token_file is not None:
             _write_private(token_file, await server.issue_admin_token())
-        if with_components:
-            controllers_client = await component_client(server, "controllers")
-            clients.append(controllers_client)
-            tasks.append(
-                asyncio.create_task(run_controllers(controllers_client, stop), name="controllers")
-            )
+        if components is not None:
+            for name, run in _component_runners(server, components).items():
+                component = await component_client(server, name)
+                clients.append(component)
+                tasks.append(asyncio.create_task(run(component, stop), name=name))
         if context:
             path = await _ensure_client_config(server, context)
             if not quiet:
                 click.echo(f"kumo is ready: API server at {server.url}")
                 click.echo(f"client config written to {path} (context {context!r})")
-                click.echo("try: kumo get namespaces")
+                if components is not None:
+                    click.echo(
+                        f"gateway: http://<service>.<namespace>.localhost:{components.gateway_port}/"
+                    )
+                click.echo("try: kumo get nodes")
         tasks.append(asyncio.create_task(server.wait(), name="apiserver"))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -198,7 +263,7 @@ def apiserver(
             "kumo" if write_config else None,
             token_file,
             quiet=not write_config,
-            with_components=False,
+            components=None,
         )
     )
 
@@ -211,6 +276,32 @@ def apiserver(
     show_default=True,
     help="Name of the context written to the client config.",
 )
+@click.option(
+    "--agent/--no-agent",
+    "with_agent",
+    default=True,
+    show_default=True,
+    help="Run a node agent for this machine.",
+)
+@click.option("--node-name", default=None, help="This machine's Node name (default: host name).")
+@click.option(
+    "--kubelet-port",
+    type=int,
+    default=10250,
+    show_default=True,
+    help="Port of the agent's logs/exec server.",
+)
+@click.option(
+    "--gateway-port", type=int, default=DEFAULT_PORT, show_default=True, help="Gateway HTTP port."
+)
+@click.option(
+    "--gateway-metrics-port",
+    type=int,
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    help="Port of the gateway's /metrics and health checks.",
+)
+@lifecycle_options
 def up(
     data_dir: str | None,
     address: str,
@@ -219,10 +310,30 @@ def up(
     compaction_interval: float,
     bookmark_interval: float,
     context_name: str,
+    with_agent: bool,
+    node_name: str | None,
+    kubelet_port: int,
+    gateway_port: int,
+    gateway_metrics_port: int,
+    node_monitor_grace_period: float | None,
+    pod_eviction_timeout: float | None,
 ) -> None:
-    """Start kumo on this machine: the API server and the controllers."""
+    """Start kumo on this machine: the API server, controllers, scheduler, gateway and a
+    node agent. Each of them also runs alone (kumo apiserver|controllers|scheduler|gateway|
+    agent) and talks to the others only through the API."""
+    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout)
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
-    asyncio.run(_serve(options, context_name, None, quiet=False, with_components=True))
+    components = Components(
+        agent=with_agent,
+        node_name=node_name,
+        kubelet_port=kubelet_port,
+        gateway_port=gateway_port,
+        gateway_metrics_port=gateway_metrics_port,
+        lease_renew_interval=(
+            min(10.0, node_monitor_grace_period / 4) if node_monitor_grace_period else None
+        ),
+    )
+    asyncio.run(_serve(options, context_name, None, quiet=False, components=components))
 
 
 def register(group: click.Group) -> None:

@@ -78,6 +78,7 @@ class Agent:
                 storage_root=options.podman_root,
                 run_root=options.podman_runroot,
                 tmp_dir=options.podman_tmpdir,
+                image_store=options.podman_image_store,
                 containers_conf=options.containers_conf,
             )
         self.runtime: ContainerRuntime = runtime

@@ -90,6 +90,8 @@ class AgentOptions:
     podman_root: Path | None = None
     podman_runroot: Path | None = None
     podman_tmpdir: Path | None = None
+    # A read-only store whose images this node's own storage may use as well.
+    podman_image_store: Path | None = None
     containers_conf: Path | None = None
 
     @classmethod
@@ -112,6 +114,7 @@ class AgentOptions:
             "podman_root",
             "podman_runroot",
             "podman_tmpdir",
+            "podman_image_store",
             "containers_conf",
         ):
             if isinstance(values.get(name), str):
@@ -170,6 +173,8 @@ class AgentOptions:
             raise OptionsError(
                 "--podman-url cannot be combined with --podman-root/--podman-runroot"
             )
+        if self.podman_image_store and not self.podman_root:
+            raise OptionsError("--podman-image-store needs --podman-root")
 
     # ---- derived paths ---------------------------------------------------------------
 

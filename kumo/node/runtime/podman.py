@@ -407,6 +407,7 @@ class PodmanRuntime:
         storage_root: Path | None = None,
         run_root: Path | None = None,
         tmp_dir: Path | None = None,
+        image_store: Path | None = None,
         containers_conf: Path | None = None,
         podman_binary: str = "podman",
         startup_timeout: float = 30.0,
@@ -418,6 +419,8 @@ class PodmanRuntime:
             raise InvalidConfig(
                 "storage_root/run_root/tmp_dir only apply to a service the runtime starts itself"
             )
+        if image_store is not None and storage_root is None:
+            raise InvalidConfig("image_store needs a storage_root of the runtime's own")
         self._node = node_name
         self._socket_url = socket_url
         self._state_dir = state_dir
@@ -435,6 +438,7 @@ class PodmanRuntime:
             )
         self._run_root = run_root
         self._tmp_dir = tmp_dir
+        self._image_store = image_store
         self._containers_conf = containers_conf or default_containers_conf()
         self._podman = podman_binary
         self._startup_timeout = startup_timeout
@@ -488,6 +492,10 @@ class PodmanRuntime:
             command += ["--runroot", str(self._run_root)]
         if self._tmp_dir is not None:
             command += ["--tmpdir", str(self._tmp_dir)]
+        if self._image_store is not None:
+            # Images of another storage (read-only): a node with storage of its own still
+            # runs the base images this machine already has.
+            command += ["--storage-opt", f"overlay.imagestore={self._image_store}"]
         return command
 
     def podman_env(self) -> dict[str, str]:
