@@ -222,6 +222,15 @@ def cluster_roles() -> list[ClusterRole]:
             ],
         ),
         _cluster_role(
+            "system:service-account-issuer-discovery",
+            [
+                PolicyRule(
+                    non_resource_urls=["/.well-known/openid-configuration", "/openid/v1/jwks"],
+                    verbs=["get"],
+                )
+            ],
+        ),
+        _cluster_role(
             "system:monitoring",
             [
                 PolicyRule(
@@ -252,4 +261,9 @@ def cluster_role_bindings() -> list[ClusterRoleBinding]:
             ["system:authenticated", "system:unauthenticated"],
         ),
         _binding("system:monitoring", "system:monitoring", ["system:monitoring"]),
+        _binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            ["system:serviceaccounts"],
+        ),
     ]

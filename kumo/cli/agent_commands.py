@@ -126,6 +126,26 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     "(e.g. /var/lib/containers/storage, where kumo images bootstrap put them).",
 )
 @click.option(
+    "--service-proxy/--no-service-proxy",
+    default=True,
+    show_default=True,
+    help="Serve cluster IPs and the cluster DNS on this machine (one agent per machine "
+    "does; another one waits and takes over).",
+)
+@click.option(
+    "--service-cidr",
+    default=None,
+    help="The Services' cluster IP range, as the API server has it (default 10.96.0.0/16).",
+)
+@click.option(
+    "--cluster-dns",
+    default=None,
+    help="The cluster DNS address pods use (default 10.96.0.10; '' = the node's resolvers).",
+)
+@click.option(
+    "--cluster-domain", default=None, help="The cluster's DNS domain (default cluster.local)."
+)
+@click.option(
     "--reserved",
     default=None,
     help="Resources held back from pods, e.g. cpu=100m,memory=256Mi (the default).",

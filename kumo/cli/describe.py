@@ -12,6 +12,8 @@ from kumo.cli.printers import age, node_status, pod_status, render, selector_tex
 from kumo.model.registry import ResourceInfo
 
 Obj = dict[str, Any]
+# kubectl describe leaves this out: it repeats the object (a Secret's data included).
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _pairs(values: dict[str, str] | None) -> list[str]:
@@ -56,6 +58,7 @@ def _metadata(page: Page, obj: Obj, info: ResourceInfo) -> None:
     annotations = {
         k: (v if len(v) <= 80 else v[:77] + "...")
         for k, v in (meta.get("annotations") or {}).items()
+        if k != LAST_APPLIED
     }
     page.field("Annotations", _pairs(annotations))
     page.field("CreationTimestamp", meta.get("creationTimestamp", "<unknown>"))
@@ -281,6 +284,66 @@ def _configmap(page: Page, obj: Obj) -> None:
             page.heading(f"{key}: {len(base64.b64decode(value))} bytes")
 
 
+_SCOPE_NOTES = {
+    "BestEffort": "Matches all pods that do not have resource requirements set."
+    " These pods have a best effort quality of service.",
+    "NotBestEffort": "Matches all pods that have at least one resource requirement set."
+    " These pods have a burstable or guaranteed quality of service.",
+    "Terminating": "Matches all pods that have an active deadline."
+    " These pods have a limited lifespan on a node before being actively terminated"
+    " by the system.",
+    "NotTerminating": "Matches all pods that do not have an active deadline."
+    " These pods usually include long running pods whose container command is not"
+    " expected to terminate.",
+}
+
+
+def _resource_quota(page: Page, obj: Obj) -> None:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    scopes = spec.get("scopes") or []
+    if scopes:
+        page.field("Scopes", ", ".join(scopes))
+        for scope in scopes:
+            page.heading(f" * {_SCOPE_NOTES.get(scope, scope)}")
+    hard = status.get("hard") or spec.get("hard") or {}
+    used = status.get("used") or {}
+    rows = [["Resource", "Used", "Hard"], ["--------", "----", "----"]]
+    rows.extend([name, str(used.get(name, "0")), str(hard[name])] for name in sorted(hard))
+    page.lines.extend(render(rows).splitlines())
+
+
+def _limit_range(page: Page, obj: Obj) -> None:
+    rows = [
+        [
+            "Type",
+            "Resource",
+            "Min",
+            "Max",
+            "Default Request",
+            "Default Limit",
+            "Max Limit/Request Ratio",
+        ],
+        [
+            "----",
+            "--------",
+            "---",
+            "---",
+            "---------------",
+            "-------------",
+            "-----------------------",
+        ],
+    ]
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        fields = ("min", "max", "defaultRequest", "default", "maxLimitRequestRatio")
+        names = sorted({name for f in fields for name in item.get(f) or {}})
+        for name in names:
+            rows.append(
+                [str(item.get("type", "")), name]
+                + [str((item.get(f) or {}).get(name, "-")) for f in fields]
+            )
+    page.lines.extend(render(rows).splitlines())
+
+
 def _generic(page: Page, obj: Obj) -> None:
     for section in [k for k in obj if k not in ("apiVersion", "kind", "metadata")]:
         if section == "status":
@@ -303,6 +366,8 @@ _SECTIONS = {
     "Node": _node,
     "Secret": _secret,
     "ConfigMap": _configmap,
+    "ResourceQuota": _resource_quota,
+    "LimitRange": _limit_range,
 }
 
 

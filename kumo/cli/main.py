@@ -21,10 +21,21 @@ import kumo
 @click.option(
     "--context", "context_name", default=None, help="The context to use from the config file."
 )
+@click.option("--as", "as_user", default=None, help="Act as this user (needs impersonate).")
+@click.option(
+    "--as-group", "as_groups", multiple=True, help="Act with this group (repeatable; with --as)."
+)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(kumo.__version__, prog_name="kumo")
 @click.pass_context
-def cli(ctx: click.Context, kubeconfig: str | None, context_name: str | None, verbose: int) -> None:
+def cli(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context_name: str | None,
+    as_user: str | None,
+    as_groups: tuple[str, ...],
+    verbose: int,
+) -> None:
     """kumo: deploy containers and functions on Podman, the Kubernetes way."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,11 +43,15 @@ def cli(ctx: click.Context, kubeconfig: str | None, context_name: str | None, ve
     if kubeconfig:
         os.environ["KUMOCONFIG"] = kubeconfig
     ctx.obj["context"] = context_name
+    ctx.obj["as"] = as_user
+    ctx.obj["as_groups"] = list(as_groups)
 
 
 def _register() -> None:
     from kumo.cli import (
+        admin_commands,
         agent_commands,
+        auth_commands,
         controller_commands,
         gateway_commands,
         images_commands,
@@ -56,6 +71,8 @@ def _register() -> None:
     scheduler_commands.register(cli)
     gateway_commands.register(cli)
     pod_commands.register(cli)
+    admin_commands.register(cli)
+    auth_commands.register(cli)
 
 
 _register()

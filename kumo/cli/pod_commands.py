@@ -67,7 +67,10 @@ def pod_name(argument: str) -> str:
 
 def _config(ctx: click.Context) -> ClientConfig:
     obj = ctx.find_root().obj or {}
-    return load(default_path(), obj.get("context"))
+    config = load(default_path(), obj.get("context"))
+    config.impersonate = obj.get("as") or None
+    config.impersonate_groups = list(obj.get("as_groups") or [])
+    return config
 
 
 def _status_of(code: int, body: bytes) -> ApiException:
@@ -122,9 +125,7 @@ def log_query(
 
 
 def _stream_logs(config: ClientConfig, path: str, query: dict[str, str]) -> Iterator[bytes]:
-    headers = {"User-Agent": "kumo-cli"}
-    if config.token:
-        headers["Authorization"] = f"Bearer {config.token}"
+    headers = [("User-Agent", "kumo-cli"), *config.auth_headers()]
     with (
         httpx.Client(
             base_url=config.server,
@@ -331,9 +332,7 @@ async def _run_exec(config: ClientConfig, url: str, *, send_stdin: bool, tty: bo
 
     from kumo.node.server import CHANNEL_PROTOCOLS, exit_code_of
 
-    headers = {"User-Agent": "kumo-cli"}
-    if config.token:
-        headers["Authorization"] = f"Bearer {config.token}"
+    headers = [("User-Agent", "kumo-cli"), *config.auth_headers()]
     context = config.ssl_context()
     try:
         async with connect(

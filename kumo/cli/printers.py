@@ -285,6 +285,17 @@ def _name(obj: Obj) -> str:
     return str(_meta(obj).get("name", ""))
 
 
+def quota_usage(quota: Obj, limits: bool) -> str:
+    """kubectl's REQUEST / LIMIT cells: ``pods: 2/3, requests.cpu: 500m/1``."""
+    hard = _status(quota).get("hard") or _spec(quota).get("hard") or {}
+    used = _status(quota).get("used") or {}
+    return ", ".join(
+        f"{name}: {used.get(name, '0')}/{hard[name]}"
+        for name in sorted(hard)
+        if name.startswith("limits") == limits
+    )
+
+
 def _age(obj: Obj) -> str:
     return age(_meta(obj).get("creationTimestamp"))
 
@@ -526,6 +537,19 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("REPLICAS", lambda o: str(_status(o).get("currentReplicas", 0))),
             ("AGE", _age),
         ],
+        [],
+    ),
+    "ResourceQuota": (
+        [
+            ("NAME", _name),
+            ("AGE", _age),
+            ("REQUEST", lambda o: quota_usage(o, limits=False)),
+            ("LIMIT", lambda o: quota_usage(o, limits=True)),
+        ],
+        [],
+    ),
+    "LimitRange": (
+        [("NAME", _name), ("CREATED AT", lambda o: str(_meta(o).get("creationTimestamp", "")))],
         [],
     ),
     "Function": (

@@ -59,6 +59,8 @@ def handles_errors(func: F) -> F:
 def make_client(ctx: click.Context) -> Client:
     obj = ctx.find_root().obj or {}
     config = load(default_path(), obj.get("context"))
+    config.impersonate = obj.get("as") or None
+    config.impersonate_groups = list(obj.get("as_groups") or [])
     return Client(config, on_warning=_warn)
 
 

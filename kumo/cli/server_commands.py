@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from kumo.auth.user import MASTERS
+from kumo.cli.auth_commands import access_flags, access_options
 from kumo.cli.controller_commands import apply_lifecycle_options, lifecycle_options
 from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import KubeConfig, default_path, home
@@ -236,6 +237,7 @@ def _options(
 
 @click.command("apiserver")
 @_common
+@access_flags
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -254,9 +256,11 @@ def apiserver(
     bookmark_interval: float,
     token_file: Path | None,
     write_config: bool,
+    **access: Any,
 ) -> None:
     """Run the API server alone."""
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
+    options.access = access_options(access)
     asyncio.run(
         _serve(
             options,
@@ -270,6 +274,7 @@ def apiserver(
 
 @click.command("up")
 @_common
+@access_flags
 @click.option(
     "--context-name",
     default="kumo",
@@ -317,12 +322,14 @@ def up(
     gateway_metrics_port: int,
     node_monitor_grace_period: float | None,
     pod_eviction_timeout: float | None,
+    **access: Any,
 ) -> None:
     """Start kumo on this machine: the API server, controllers, scheduler, gateway and a
     node agent. Each of them also runs alone (kumo apiserver|controllers|scheduler|gateway|
     agent) and talks to the others only through the API."""
     apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout)
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
+    options.access = access_options(access)
     components = Components(
         agent=with_agent,
         node_name=node_name,

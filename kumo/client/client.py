@@ -191,9 +191,11 @@ class AsyncClient:
         user_agent: str = "kumo-client",
     ) -> None:
         self.config = config or load()
-        headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        headers = [
+            ("User-Agent", user_agent),
+            ("Accept", "application/json"),
+            *self.config.auth_headers(),
+        ]
         self._http = httpx.AsyncClient(
             base_url=self.config.server,
             headers=headers,
@@ -518,9 +520,11 @@ class Client:
         user_agent: str = "kumo-cli",
     ) -> None:
         self.config = config or load()
-        headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        headers = [
+            ("User-Agent", user_agent),
+            ("Accept", "application/json"),
+            *self.config.auth_headers(),
+        ]
         self._http = httpx.Client(
             base_url=self.config.server,
             headers=headers,

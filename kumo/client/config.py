@@ -33,6 +33,19 @@ class ClientConfig:
     namespace: str = "default"
     context: str = ""
     user: str = ""
+    # Act as another user (Impersonate-User / Impersonate-Group; needs ``impersonate``).
+    impersonate: str | None = None
+    impersonate_groups: list[str] = field(default_factory=list)
+
+    def auth_headers(self) -> list[tuple[str, str]]:
+        """Authorization and impersonation headers for every request."""
+        out: list[tuple[str, str]] = []
+        if self.token:
+            out.append(("Authorization", f"Bearer {self.token}"))
+        if self.impersonate:
+            out.append(("Impersonate-User", self.impersonate))
+        out.extend(("Impersonate-Group", group) for group in self.impersonate_groups)
+        return out
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https://"):

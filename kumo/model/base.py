@@ -228,7 +228,7 @@ class Resource(KumoModel):
     # "spec" kinds bump metadata.generation when spec changes; data kinds do not.
     has_spec: ClassVar[bool] = True
     # How names are checked: "subdomain" (DNS-1123 subdomain) or "label" (DNS-1123 label).
-    name_rule: ClassVar[str] = "subdomain"
+    name_rule: ClassVar[str] = "subdomain"  # or "label", or "path" (any path segment)
     # Extra field selectors the list endpoint accepts besides metadata.name/namespace.
     selectable_fields: ClassVar[tuple[str, ...]] = ()
 

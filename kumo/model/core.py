@@ -1,5 +1,5 @@
 """core/v1 kinds: Namespace, Node, Pod, Service, Endpoints, ConfigMap, Secret,
-ServiceAccount, Event."""
+ServiceAccount, Event, ResourceQuota, LimitRange."""
 
 from __future__ import annotations
 
@@ -422,6 +422,65 @@ class PersistentVolumeClaimVolumeSource(KumoModel):
     read_only: bool | None = None
 
 
+class DownwardAPIVolumeFile(KumoModel):
+    path: str
+    field_ref: ObjectFieldSelector | None = None
+    resource_field_ref: ResourceFieldSelector | None = None
+    mode: int | None = None
+
+
+class DownwardAPIVolumeSource(KumoModel):
+    items: list[DownwardAPIVolumeFile] | None = None
+    default_mode: int | None = None
+
+
+class ConfigMapProjection(KumoModel):
+    name: str | None = None
+    items: list[KeyToPath] | None = None
+    optional: bool | None = None
+
+
+class SecretProjection(KumoModel):
+    name: str | None = None
+    items: list[KeyToPath] | None = None
+    optional: bool | None = None
+
+
+class DownwardAPIProjection(KumoModel):
+    items: list[DownwardAPIVolumeFile] | None = None
+
+
+# A projected service-account token lives at least this long (and an hour by default).
+TOKEN_MIN_EXPIRATION_SECONDS = 600
+TOKEN_DEFAULT_EXPIRATION_SECONDS = 3600
+_TOKEN_MAX_EXPIRATION_SECONDS = 2**32
+
+
+class ServiceAccountTokenProjection(KumoModel):
+    audience: str | None = None
+    expiration_seconds: int | None = None
+    path: str
+
+
+class VolumeProjection(KumoModel):
+    secret: SecretProjection | None = None
+    config_map: ConfigMapProjection | None = None
+    downward_api: DownwardAPIProjection | None = Field(default=None, alias="downwardAPI")
+    service_account_token: ServiceAccountTokenProjection | None = None
+
+    def kinds(self) -> list[str]:
+        return [
+            n
+            for n in ("secret", "config_map", "downward_api", "service_account_token")
+            if getattr(self, n) is not None
+        ]
+
+
+class ProjectedVolumeSource(KumoModel):
+    sources: list[VolumeProjection] | None = None
+    default_mode: int | None = None
+
+
 class Volume(KumoModel):
     name: str
     empty_dir: EmptyDirVolumeSource | None = None
@@ -429,13 +488,110 @@ class Volume(KumoModel):
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
+    downward_api: DownwardAPIVolumeSource | None = Field(default=None, alias="downwardAPI")
 
     def sources(self) -> list[str]:
         return [
             n
-            for n in ("empty_dir", "host_path", "config_map", "secret", "persistent_volume_claim")
+            for n in (
+                "empty_dir",
+                "host_path",
+                "config_map",
+                "secret",
+                "persistent_volume_claim",
+                "projected",
+                "downward_api",
+            )
             if getattr(self, n) is not None
         ]
+
+
+def _validate_file_path(here: str, path: str) -> Problems:
+    """A file inside a volume: relative, no '..' element, not starting with '..'."""
+    if not path:
+        return [(here, "Required value")]
+    if path.startswith("/"):
+        return [(here, f"Invalid value: {path!r}: must be a relative path")]
+    if ".." in path.split("/") or path.startswith(".."):
+        return [(here, f"Invalid value: {path!r}: must not contain '..'")]
+    return []
+
+
+def _validate_mode(here: str, mode: int | None) -> Problems:
+    if mode is not None and not 0 <= mode <= 0o777:
+        return [(here, f"Invalid value: {mode}: must be a number between 0 and 0777 (octal)")]
+    return []
+
+
+def _validate_downward_items(here: str, items: list[DownwardAPIVolumeFile]) -> Problems:
+    out: Problems = []
+    for j, item in enumerate(items):
+        at = f"{here}[{j}]"
+        out.extend(_validate_file_path(f"{at}.path", item.path))
+        out.extend(_validate_mode(f"{at}.mode", item.mode))
+        if (item.field_ref is None) == (item.resource_field_ref is None):
+            out.append(
+                (at, "Invalid value: must specify exactly one of: `fieldRef` or `resourceFieldRef`")
+            )
+    return out
+
+
+def _validate_projected(here: str, projected: ProjectedVolumeSource) -> Problems:
+    """Kubernetes' validateProjectedVolumeSource: one kind per source, sane paths, no two
+    sources writing the same file, token lifetimes between 10 minutes and 2^32 seconds."""
+    out = _validate_mode(f"{here}.defaultMode", projected.default_mode)
+    paths: set[str] = set()
+
+    def claim(at: str, path: str) -> None:
+        if path in paths:
+            out.append((at, f"Invalid value: {path!r}: conflicting duplicate paths"))
+        paths.add(path)
+
+    for i, source in enumerate(projected.sources or []):
+        at = f"{here}.sources[{i}]"
+        kinds = source.kinds()
+        if not kinds:
+            out.append((at, "Required value: must specify exactly 1 volume type"))
+            continue
+        if len(kinds) > 1:
+            out.append((at, "Forbidden: may not specify more than 1 volume type"))
+            continue
+        for wire, keyed in (("secret", source.secret), ("configMap", source.config_map)):
+            if keyed is None:
+                continue
+            if not keyed.name:
+                out.append((f"{at}.{wire}.name", "Required value"))
+            for j, item in enumerate(keyed.items or []):
+                out.extend(_validate_file_path(f"{at}.{wire}.items[{j}].path", item.path))
+                out.extend(_validate_mode(f"{at}.{wire}.items[{j}].mode", item.mode))
+                claim(f"{at}.{wire}.items[{j}].path", item.path)
+        if source.downward_api is not None:
+            files = source.downward_api.items or []
+            out.extend(_validate_downward_items(f"{at}.downwardAPI.items", files))
+            for j, file in enumerate(files):
+                claim(f"{at}.downwardAPI.items[{j}].path", file.path)
+        token = source.service_account_token
+        if token is not None:
+            here_token = f"{at}.serviceAccountToken"
+            out.extend(_validate_file_path(f"{here_token}.path", token.path))
+            claim(f"{here_token}.path", token.path)
+            seconds = token.expiration_seconds
+            if seconds is not None and seconds < TOKEN_MIN_EXPIRATION_SECONDS:
+                out.append(
+                    (
+                        f"{here_token}.expirationSeconds",
+                        f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
+                    )
+                )
+            elif seconds is not None and seconds > _TOKEN_MAX_EXPIRATION_SECONDS:
+                out.append(
+                    (
+                        f"{here_token}.expirationSeconds",
+                        f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds",
+                    )
+                )
+    return out
 
 
 class Toleration(KumoModel):
@@ -583,6 +739,15 @@ class PodSpec(KumoModel):
                 volume.secret.default_mode = 0o400
             if volume.host_path is not None and volume.host_path.type is None:
                 volume.host_path.type = ""
+            if volume.downward_api is not None and volume.downward_api.default_mode is None:
+                volume.downward_api.default_mode = 0o644
+            if volume.projected is not None:
+                if volume.projected.default_mode is None:
+                    volume.projected.default_mode = 0o644
+                for source in volume.projected.sources or []:
+                    token = source.service_account_token
+                    if token is not None and token.expiration_seconds is None:
+                        token.expiration_seconds = TOKEN_DEFAULT_EXPIRATION_SECONDS
 
     def validate_semantics(self, path: str) -> Problems:
         out: Problems = []
@@ -615,6 +780,14 @@ class PodSpec(KumoModel):
                 out.append((here, "Required value: must specify a volume type"))
             elif len(sources) > 1:
                 out.append((here, "Forbidden: may not specify more than 1 volume type"))
+            if volume.projected is not None:
+                out.extend(_validate_projected(f"{here}.projected", volume.projected))
+            if volume.downward_api is not None:
+                out.extend(
+                    _validate_downward_items(
+                        f"{here}.downwardAPI.items", volume.downward_api.items or []
+                    )
+                )
         if self.restart_policy not in (None, "Always", "OnFailure", "Never"):
             out.append(
                 (
@@ -1454,4 +1627,255 @@ class Event(Resource):
             out.append(
                 ("type", f'Unsupported value: "{self.type}": supported values: "Normal", "Warning"')
             )
+        return out
+
+
+# ---- ResourceQuota and LimitRange ------------------------------------------------------
+
+QUOTA_SCOPES = ("Terminating", "NotTerminating", "BestEffort", "NotBestEffort")
+# What a quota scoped to BestEffort pods may limit: they request nothing, so only counts.
+_BEST_EFFORT_RESOURCES = ("pods", "count/pods")
+
+
+def _quantities(path: str, values: dict[str, str] | None) -> Problems:
+    out: Problems = []
+    for name, amount in (values or {}).items():
+        out.extend(
+            (f"{path}[{name}]", f"Invalid value: {amount!r}: {p}")
+            for p in quantity_problems(amount)
+        )
+        out.extend(
+            (f"{path}[{name}]", f"Invalid value: {name!r}: {p}") for p in qualified_name(name)
+        )
+    return out
+
+
+class ResourceQuotaSpec(KumoModel):
+    hard: ResourceList | None = None
+    scopes: list[str] | None = None
+
+
+class ResourceQuotaStatus(KumoModel):
+    hard: ResourceList | None = None
+    used: ResourceList | None = None
+
+
+class ResourceQuota(Resource):
+    """Limits on what one namespace may hold (counts) and request (cpu, memory)."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["ResourceQuota"] = "ResourceQuota"
+    spec: ResourceQuotaSpec = Field(default_factory=ResourceQuotaSpec)
+    status: ResourceQuotaStatus | None = None
+
+    plural = "resourcequotas"
+    singular = "resourcequota"
+    short_names = ("quota",)
+    subresources = ("status",)
+
+    def validate_semantics(self) -> Problems:
+        spec = self.spec
+        out = _quantities("spec.hard", spec.hard)
+        scopes = spec.scopes or []
+        for i, scope in enumerate(scopes):
+            if scope not in QUOTA_SCOPES:
+                supported = ", ".join(f'"{s}"' for s in QUOTA_SCOPES)
+                out.append(
+                    (
+                        f"spec.scopes[{i}]",
+                        f'Unsupported value: "{scope}": supported values: {supported}',
+                    )
+                )
+        for first, second in (("Terminating", "NotTerminating"), ("BestEffort", "NotBestEffort")):
+            if first in scopes and second in scopes:
+                out.append(
+                    (
+                        "spec.scopes",
+                        f"Invalid value: {show_value(scopes)}: conflicting scopes",
+                    )
+                )
+        if "BestEffort" in scopes:
+            for name in spec.hard or {}:
+                if name not in _BEST_EFFORT_RESOURCES:
+                    out.append(
+                        (
+                            f"spec.hard[{name}]",
+                            f'Invalid value: "{name}": unsupported scope applied to resource',
+                        )
+                    )
+        return out
+
+
+def _ratio_of(high: Any, low: Any) -> Any:
+    """``high / low``, infinite when it does not fit a decimal."""
+    import decimal
+
+    try:
+        return high / low
+    except ArithmeticError:
+        return decimal.Decimal("Infinity")
+
+
+class LimitRangeItem(KumoModel):
+    type: str
+    max: ResourceList | None = None
+    min: ResourceList | None = None
+    default: ResourceList | None = None
+    default_request: ResourceList | None = None
+    max_limit_request_ratio: ResourceList | None = None
+
+
+class LimitRangeSpec(KumoModel):
+    limits: list[LimitRangeItem]
+
+
+LIMIT_TYPES = ("Container", "Pod", "PersistentVolumeClaim")
+
+
+class LimitRange(Resource):
+    """Per-container and per-pod bounds in a namespace, and the defaults containers get."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["LimitRange"] = "LimitRange"
+    spec: LimitRangeSpec = Field(default_factory=lambda: LimitRangeSpec(limits=[]))
+
+    plural = "limitranges"
+    singular = "limitrange"
+    short_names = ("limits",)
+
+    def apply_defaults(self) -> None:
+        """Kubernetes' SetDefaults_LimitRangeItem: for Container items, a missing default
+        limit is the max, and a missing default request is the default limit, else the min."""
+        for item in self.spec.limits:
+            if item.type != "Container":
+                continue
+            default = dict(item.default or {})
+            for name, amount in (item.max or {}).items():
+                default.setdefault(name, amount)
+            request = dict(item.default_request or {})
+            for name, amount in default.items():
+                request.setdefault(name, amount)
+            for name, amount in (item.min or {}).items():
+                request.setdefault(name, amount)
+            item.default = default or None
+            item.default_request = request or None
+
+    def validate_semantics(self) -> Problems:
+        from kumo.model.validation import QuantityError, parse_quantity
+
+        out: Problems = []
+        for i, item in enumerate(self.spec.limits):
+            here = f"spec.limits[{i}]"
+            if item.type not in LIMIT_TYPES:
+                supported = ", ".join(f'"{t}"' for t in LIMIT_TYPES)
+                out.append(
+                    (
+                        f"{here}.type",
+                        f'Unsupported value: "{item.type}": supported values: {supported}',
+                    )
+                )
+            fields = (
+                ("max", item.max),
+                ("min", item.min),
+                ("default", item.default),
+                ("defaultRequest", item.default_request),
+                ("maxLimitRequestRatio", item.max_limit_request_ratio),
+            )
+            problems = [p for wire, values in fields for p in _quantities(f"{here}.{wire}", values)]
+            out.extend(problems)
+            if problems:
+                continue
+            if item.type == "Pod":
+                for wire, values in (
+                    ("default", item.default),
+                    ("defaultRequest", item.default_request),
+                ):
+                    if values:
+                        out.append(
+                            (
+                                f"{here}.{wire}",
+                                "Forbidden: may not be specified when `type` is 'Pod'",
+                            )
+                        )
+
+            def amount(values: dict[str, str] | None, name: str) -> Any:
+                text = (values or {}).get(name)
+                if text is None:
+                    return None
+                try:
+                    return parse_quantity(text)
+                except QuantityError:  # pragma: no cover - checked above
+                    return None
+
+            names = {n for _, values in fields for n in values or {}}
+            for name in sorted(names):
+                low, high = amount(item.min, name), amount(item.max, name)
+                default, request = amount(item.default, name), amount(item.default_request, name)
+                ratio = amount(item.max_limit_request_ratio, name)
+                shown = {
+                    "min": (item.min or {}).get(name),
+                    "max": (item.max or {}).get(name),
+                    "default": (item.default or {}).get(name),
+                    "defaultRequest": (item.default_request or {}).get(name),
+                    "ratio": (item.max_limit_request_ratio or {}).get(name),
+                }
+                checks = (
+                    (
+                        low,
+                        high,
+                        "min",
+                        f"min value {shown['min']} is greater than max value {shown['max']}",
+                    ),
+                    (
+                        low,
+                        request,
+                        "defaultRequest",
+                        f"min value {shown['min']} is greater than default request value {shown['defaultRequest']}",
+                    ),
+                    (
+                        request,
+                        high,
+                        "defaultRequest",
+                        f"default request value {shown['defaultRequest']} is greater than max value {shown['max']}",
+                    ),
+                    (
+                        request,
+                        default,
+                        "defaultRequest",
+                        f"default request value {shown['defaultRequest']} is greater than default limit value {shown['default']}",
+                    ),
+                    (
+                        low,
+                        default,
+                        "default",
+                        f"min value {shown['min']} is greater than default value {shown['default']}",
+                    ),
+                    (
+                        default,
+                        high,
+                        "default",
+                        f"default value {shown['default']} is greater than max value {shown['max']}",
+                    ),
+                )
+                for smaller, larger, wire, message in checks:
+                    if smaller is not None and larger is not None and smaller > larger:
+                        value = shown["min" if wire == "min" else wire]
+                        out.append(
+                            (f"{here}.{wire}[{name}]", f'Invalid value: "{value}": {message}')
+                        )
+                if ratio is not None:
+                    if ratio < 1:
+                        out.append(
+                            (
+                                f"{here}.maxLimitRequestRatio[{name}]",
+                                f'Invalid value: "{shown["ratio"]}": ratio {shown["ratio"]} is less than 1',
+                            )
+                        )
+                    elif low and high is not None and ratio > _ratio_of(high, low):
+                        out.append(
+                            (
+                                f"{here}.maxLimitRequestRatio[{name}]",
+                                f'Invalid value: "{shown["ratio"]}": ratio {shown["ratio"]} is greater than max/min = {_ratio_of(high, low):f}',
+                            )
+                        )
         return out

@@ -160,6 +160,7 @@ class Role(Resource):
     rules: list[PolicyRule] | None = None
 
     plural = "roles"
+    name_rule = "path"  # as Kubernetes: "system:..." names
     singular = "role"
     has_spec = False
 
@@ -174,6 +175,7 @@ class ClusterRole(Resource):
     aggregation_rule: AggregationRule | None = None
 
     plural = "clusterroles"
+    name_rule = "path"  # as Kubernetes: "system:..." names
     singular = "clusterrole"
     namespaced = False
     has_spec = False
@@ -189,6 +191,7 @@ class RoleBinding(Resource):
     role_ref: RoleRef
 
     plural = "rolebindings"
+    name_rule = "path"  # as Kubernetes: "system:..." names
     singular = "rolebinding"
     has_spec = False
 
@@ -213,6 +216,7 @@ class ClusterRoleBinding(Resource):
     role_ref: RoleRef
 
     plural = "clusterrolebindings"
+    name_rule = "path"  # as Kubernetes: "system:..." names
     singular = "clusterrolebinding"
     namespaced = False
     has_spec = False

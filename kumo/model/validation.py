@@ -163,9 +163,12 @@ def parse_quantity(value: str | int | float) -> Decimal:
     except InvalidOperation as exc:
         raise QuantityError(f"invalid quantity {value!r}") from exc
     suffix = match.group(3) or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    return number * _DECIMAL[suffix]
+    try:
+        if suffix in _BINARY:
+            return number * _BINARY[suffix]
+        return number * _DECIMAL[suffix]
+    except ArithmeticError as exc:  # decimal.Overflow: far past any real quantity
+        raise QuantityError(f"quantity {value!r} is too large") from exc
 
 
 def quantity_problems(value: str | int | float) -> list[str]:

@@ -41,6 +41,7 @@ from kumo.node.runtime import (
     ContainerRuntimeError,
     ContainerSummary,
 )
+from kumo.node.serviceproxy import ServiceProxy
 from kumo.node.volumes import VolumeManager
 
 __all__ = ["Agent", "AgentService", "ContainerLookupError", "run_agent"]
@@ -90,6 +91,8 @@ class Agent:
         allocatable_memory = max(0, self.facts.memory_bytes - options.reserved_memory_bytes)
         self.ports = HostPortAllocator(*options.port_range)
         self.volumes = VolumeManager(options.pods_dir, runtime, self.api)
+        self.volumes.node_cpu_millis = allocatable_cpu
+        self.volumes.node_memory_bytes = allocatable_memory
         self.context = WorkerContext(
             runtime=runtime,
             api=self.api,
@@ -108,6 +111,15 @@ class Agent:
         )
         self.workers: dict[str, PodWorker] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
+        # Cluster IPs and cluster DNS on this machine (one agent per machine runs it).
+        self.service_proxy: ServiceProxy | None = None
+        if options.service_proxy:
+            self.service_proxy = ServiceProxy(
+                client,
+                service_cidr=options.service_cidr,
+                cluster_dns=options.cluster_dns,
+                cluster_domain=options.cluster_domain,
+            )
         self._orphans: dict[str, float] = {}
         self.registered = asyncio.Event()
 
@@ -319,6 +331,8 @@ class Agent:
                 "runtime-events": self._runtime_events(stop),
                 "housekeeping": self._housekeeping_loop(stop),
             }
+            if self.service_proxy is not None:
+                loops["service-proxy"] = self.service_proxy.run(stop)
             for name, coroutine in loops.items():
                 tasks.append(asyncio.create_task(coroutine, name=f"agent-{name}"))
             for service in services:

@@ -1,8 +1,9 @@
 """What the node agent asks of the API server, behind one small interface.
 
-``NodeApi`` is the contract the pod workers use: read ConfigMaps and Secrets, write
-a pod's status, delete a finished pod, record Events. ``ClientNodeApi`` implements it
-over ``kumo.client.AsyncClient``; unit tests use an in-memory fake.
+``NodeApi`` is the contract the pod workers use: read ConfigMaps and Secrets, request
+service-account tokens, write a pod's status, delete a finished pod, record Events.
+``ClientNodeApi`` implements it over ``kumo.client.AsyncClient``; unit tests use an
+in-memory fake.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kumo.client import ApiException, AsyncClient
-from kumo.model.core import ConfigMap, Event, Pod, Secret
+from kumo.model.core import ConfigMap, Event, Pod, Secret, Service
 from kumo.model.registry import for_model
 
 __all__ = ["ClientNodeApi", "EventRecorder", "NodeApi", "PodGone", "format_time", "utcnow"]
@@ -51,6 +52,24 @@ class NodeApi(Protocol):
 
     async def get_secret(self, namespace: str, name: str) -> Secret | None:
         """None if it does not exist."""
+        ...
+
+    async def list_services(self, namespace: str) -> list[Service]:
+        """The Services of a namespace (for the service environment variables)."""
+        ...
+
+    async def get_service(self, namespace: str, name: str) -> Service | None:
+        """None if it does not exist."""
+        ...
+
+    async def request_token(
+        self,
+        pod: Pod,
+        audiences: list[str] | None,
+        expiration_seconds: int,
+    ) -> tuple[str, datetime.datetime]:
+        """A token for the pod's service account, bound to the pod (TokenRequest API);
+        ``audiences`` None means the server's default. Returns (token, expiry)."""
         ...
 
     async def write_pod_status(self, pod: Pod, status: dict[str, Any]) -> Pod:
@@ -224,6 +243,50 @@ class ClientNodeApi:
             if err.not_found:
                 return None
             raise
+
+    async def list_services(self, namespace: str) -> list[Service]:
+        return (await self.client.list(Service, namespace)).items
+
+    async def get_service(self, namespace: str, name: str) -> Service | None:
+        try:
+            return await self.client.get(Service, name, namespace)
+        except ApiException as err:
+            if err.not_found:
+                return None
+            raise
+
+    async def request_token(
+        self,
+        pod: Pod,
+        audiences: list[str] | None,
+        expiration_seconds: int,
+    ) -> tuple[str, datetime.datetime]:
+        namespace = pod.metadata.namespace or "default"
+        account = pod.spec.service_account_name or "default"
+        spec: dict[str, Any] = {
+            "expirationSeconds": expiration_seconds,
+            "boundObjectRef": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "name": pod.metadata.name,
+                "uid": pod.metadata.uid,
+            },
+        }
+        if audiences:
+            spec["audiences"] = audiences
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        response = await self.client.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", body=body
+        )
+        status = response.json().get("status") or {}
+        token = str(status.get("token") or "")
+        expires = str(status.get("expirationTimestamp") or "")
+        if not token or not expires:
+            raise ApiException(
+                500, {"reason": "InternalError", "message": "the TokenRequest returned no token"}
+            )
+        when = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        return token, when
 
     async def write_pod_status(self, pod: Pod, status: dict[str, Any]) -> Pod:
         body = pod.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class AgentOptions:
     # A read-only store whose images this node's own storage may use as well.
     podman_image_store: Path | None = None
     containers_conf: Path | None = None
+    # Services. The service proxy (ClusterIP listeners and the cluster DNS server, see
+    # kumo.node.serviceproxy) runs on one agent per machine and service CIDR. Pods with
+    # dnsPolicy ClusterFirst get ``cluster_dns`` as their nameserver ("" = the node's).
+    service_proxy: bool = True
+    service_cidr: str = "10.96.0.0/16"
+    cluster_dns: str = "10.96.0.10"
+    cluster_domain: str = "cluster.local"
 
     @classmethod
     def build(cls, **values: Any) -> AgentOptions:
@@ -175,6 +183,28 @@ class AgentOptions:
             )
         if self.podman_image_store and not self.podman_root:
             raise OptionsError("--podman-image-store needs --podman-root")
+        self._validate_services()
+
+    def _validate_services(self) -> None:
+        try:
+            network = ipaddress.ip_network(self.service_cidr, strict=True)
+        except ValueError as err:
+            raise OptionsError(f"invalid service CIDR {self.service_cidr!r}: {err}") from err
+        if network.is_loopback or network.overlaps(ipaddress.ip_network("127.0.0.0/8")):
+            raise OptionsError(f"the service CIDR {self.service_cidr} overlaps the loopback range")
+        if self.cluster_dns:
+            try:
+                dns = ipaddress.ip_address(self.cluster_dns)
+            except ValueError as err:
+                raise OptionsError(f"invalid cluster DNS address {self.cluster_dns!r}") from err
+            if self.service_proxy and (dns.version != network.version or dns not in network):
+                raise OptionsError(
+                    f"the cluster DNS address {self.cluster_dns} is not in the service CIDR "
+                    f"{self.service_cidr} (the service proxy serves it there)"
+                )
+        problems = dns1123_subdomain(self.cluster_domain)
+        if problems:
+            raise OptionsError(f"invalid cluster domain {self.cluster_domain!r}: {problems[0]}")
 
     # ---- derived paths ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -37,8 +38,10 @@ __all__ = [
     "build_container_config",
     "container_resources",
     "expand",
+    "field_value",
     "pod_full_name",
     "resolve_env",
+    "resource_value",
     "security_config",
     "spec_hash",
 ]
@@ -89,6 +92,9 @@ class EnvContext:
     # ConfigMaps / Secrets fetched during one sync (None: does not exist).
     config_maps: dict[str, ConfigMap | None] = field(default_factory=dict)
     secrets: dict[str, Secret | None] = field(default_factory=dict)
+    # The Service variables (kumo.node.service_discovery): the container's own
+    # variables win, and may refer to them with $(VAR).
+    service_env: dict[str, str] = field(default_factory=dict)
 
 
 async def _config_map(api: NodeApi, namespace: str, name: str, ctx: EnvContext) -> ConfigMap | None:
@@ -182,11 +188,17 @@ def _resource_value(
     return str(math.ceil(value))
 
 
+# The same resolution serves downwardAPI volumes (kumo.node.volumes).
+field_value = _field_value
+resource_value = _resource_value
+
+
 async def resolve_env(
     pod: Pod, container: Container, api: NodeApi, ctx: EnvContext
 ) -> dict[str, str]:
     """The container's environment: ``envFrom`` first, then ``env`` (later wins),
-    with ``$(VAR)`` references to earlier variables expanded."""
+    with ``$(VAR)`` references to earlier variables (and Service variables) expanded;
+    the Service variables of ``ctx`` under all of them."""
     namespace = pod.metadata.namespace or "default"
     env: dict[str, str] = {}
     for source in container.env_from or []:
@@ -214,7 +226,7 @@ async def resolve_env(
                 env[prefix + key] = value
     for var in container.env or []:
         if var.value_from is None:
-            env[var.name] = expand(var.value or "", env)
+            env[var.name] = expand(var.value or "", ChainMap(env, ctx.service_env))
             continue
         source_of = var.value_from
         if source_of.config_map_key_ref is not None:
@@ -258,6 +270,8 @@ async def resolve_env(
                 divisor=field_ref.divisor,
                 ctx=ctx,
             )
+    if ctx.service_env:
+        return {**ctx.service_env, **env}
     return env
 
 

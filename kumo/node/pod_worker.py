@@ -61,7 +61,6 @@ from kumo.node.runtime import (
     ContainerStartError,
     ContainerState,
     ContainerStatus,
-    DNSConfig,
     HostAlias,
     ImageNotFound,
     ImagePullError,
@@ -71,6 +70,13 @@ from kumo.node.runtime import (
     SandboxConfig,
     SandboxState,
     SandboxStatus,
+)
+from kumo.node.service_discovery import (
+    KUBERNETES_NAMESPACE,
+    KUBERNETES_SERVICE,
+    pod_dns_config,
+    service_env,
+    services_for_env,
 )
 from kumo.node.volumes import PreparedVolume, VolumeError, VolumeManager
 
@@ -373,16 +379,8 @@ class PodWorker:
     async def _create_sandbox(self) -> SandboxStatus:
         pod = self.pod
         spec = pod.spec
-        dns: DNSConfig | None = None
-        if spec.dns_config is not None and spec.dns_policy == "None":
-            dns = DNSConfig(
-                servers=tuple(spec.dns_config.nameservers or ()),
-                searches=tuple(spec.dns_config.searches or ()),
-                options=tuple(
-                    f"{o.name}:{o.value}" if o.value else (o.name or "")
-                    for o in spec.dns_config.options or []
-                ),
-            )
+        options = self.ctx.options
+        dns = pod_dns_config(pod, options.cluster_dns, options.cluster_domain)
         hostname = (spec.hostname or pod.metadata.name or "")[:63].rstrip("-.") or None
         for attempt in range(3):
             ports = self._port_mappings()
@@ -594,6 +592,7 @@ class PodWorker:
                 host_ip=self.ctx.options.address,
                 node_cpu_millis=self.ctx.node_cpu_millis,
                 node_memory_bytes=self.ctx.node_memory_bytes,
+                service_env=await self._service_env(),
             )
             env = await resolve_env(self.pod, container, self.ctx.api, env_context)
             image_user = None
@@ -658,6 +657,18 @@ class PodWorker:
                 return
         # Probes start with the container, not at the next sync.
         await self._start_probes(container, container_id, time.time())
+
+    async def _service_env(self) -> dict[str, str]:
+        """The variables of the Services that exist now (see service_discovery)."""
+        namespace = self.pod.metadata.namespace or "default"
+        links = self.pod.spec.enable_service_links is not False
+        api = self.ctx.api
+        services = list(await api.list_services(namespace)) if links else []
+        if not links or namespace != KUBERNETES_NAMESPACE:
+            master = await api.get_service(KUBERNETES_NAMESPACE, KUBERNETES_SERVICE)
+            if master is not None:
+                services.append(master)
+        return service_env(services_for_env(services, namespace, links))
 
     async def _ensure_image(self, container: Container, image: str) -> bool:
         runtime = self.ctx.runtime

@@ -13,7 +13,14 @@ Every pod gets a directory ``<data dir>/pods/<pod uid>/volumes/<kind>/<volume>``
 - ``hostPath``: the host path itself, after the ``type`` check (``DirectoryOrCreate``,
   ``Directory``, ``FileOrCreate``, ``File``, ``Socket``, ``CharDevice``, ``BlockDevice``);
 - ``persistentVolumeClaim``: the runtime's named volume ``kumo-pvc-<namespace>-<claim>``,
-  created on first use and never removed by the agent (it outlives the pod).
+  created on first use and never removed by the agent (it outlives the pod);
+- ``downwardAPI``: the pod's own fields (name, namespace, uid, labels, annotations, a
+  container's resources) as files, written like a ConfigMap and refreshed the same way;
+- ``projected``: Secrets, ConfigMaps, downward API files and service-account tokens in one
+  directory on a tmpfs (the ``kube-api-access-*`` volume every pod gets holds ``token``,
+  ``ca.crt`` and ``namespace``). A token comes from the TokenRequest API, bound to the pod;
+  ``refresh`` requests a new one once 80% of its lifetime has passed (or after 24 hours)
+  and swaps the files atomically, as for ConfigMaps.
 
 Problems raise ``VolumeError`` whose message is the kubelet's FailedMount text.
 """
@@ -27,22 +34,30 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime
+import logging
 import os
 import shutil
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kumo.client import ApiException
 from kumo.model.core import (
     ConfigMapVolumeSource,
     Container,
+    DownwardAPIVolumeFile,
     KeyToPath,
     Pod,
+    ProjectedVolumeSource,
     SecretVolumeSource,
+    ServiceAccountTokenProjection,
     Volume,
 )
 from kumo.model.validation import QuantityError, memory_bytes
 from kumo.node.api import NodeApi
+from kumo.node.containers import ConfigError, EnvContext, field_value, resource_value
 from kumo.node.runtime import (
     BindMount,
     ContainerRuntime,
@@ -60,6 +75,8 @@ __all__ = [
     "pvc_volume_name",
     "write_atomic",
 ]
+
+log = logging.getLogger(__name__)
 
 PVC_LABEL_NAMESPACE = "kumo.dev/pvc-namespace"
 PVC_LABEL_NAME = "kumo.dev/pvc-name"
@@ -266,11 +283,73 @@ def _project(
     return payload
 
 
+# The kubelet's token manager: a token is renewed once 80% of its lifetime has passed, or
+# once it is a day old, whichever comes first.
+TOKEN_REFRESH_FRACTION = 0.8
+TOKEN_MAX_AGE_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    token: str
+    issued_at: float  # epoch seconds
+    expires_at: float
+
+    def needs_refresh(self, now: float) -> bool:
+        lifetime = max(self.expires_at - self.issued_at, 0.0)
+        due = self.issued_at + min(lifetime * TOKEN_REFRESH_FRACTION, TOKEN_MAX_AGE_SECONDS)
+        return now >= due
+
+
+def downward_payload(
+    pod: Pod, items: list[DownwardAPIVolumeFile], default_mode: int, ctx: EnvContext
+) -> dict[str, tuple[bytes, int]]:
+    """The files of a downwardAPI volume (or projection)."""
+    payload: dict[str, tuple[bytes, int]] = {}
+    for item in items:
+        mode = item.mode if item.mode is not None else default_mode
+        try:
+            if item.field_ref is not None:
+                value = field_value(pod, item.field_ref.field_path, ctx)
+            elif item.resource_field_ref is not None:
+                ref = item.resource_field_ref
+                container = next(
+                    (
+                        c
+                        for c in [*pod.spec.containers, *(pod.spec.init_containers or [])]
+                        if c.name == ref.container_name
+                    ),
+                    None,
+                )
+                if container is None:
+                    raise VolumeError(f"resourceFieldRef: no container {ref.container_name!r}")
+                value = resource_value(
+                    pod,
+                    container=container,
+                    name=ref.container_name,
+                    resource=ref.resource,
+                    divisor=ref.divisor,
+                    ctx=ctx,
+                )
+            else:
+                raise VolumeError(f"downwardAPI item {item.path!r} names no field")
+        except ConfigError as err:
+            raise VolumeError(str(err)) from err
+        payload[item.path] = (value.encode(), mode)
+    return payload
+
+
 class VolumeManager:
     def __init__(self, pods_dir: Path, runtime: ContainerRuntime, api: NodeApi) -> None:
         self.pods_dir = pods_dir
         self.runtime = runtime
         self.api = api
+        # What resourceFieldRef limits default to (the node's allocatable).
+        self.node_cpu_millis = 0
+        self.node_memory_bytes = 0
+        # (pod uid, volume, path) -> the token written there.
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self.clock: Callable[[], float] = time.time  # epoch seconds
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -292,13 +371,23 @@ class VolumeManager:
         return prepared
 
     async def refresh(self, pod: Pod) -> None:
-        """Rewrite ConfigMap and Secret volumes whose objects changed. Objects that are
-        gone (or errors) leave the files as they are."""
+        """Rewrite ConfigMap, Secret, downwardAPI and projected volumes whose content
+        changed, renewing service-account tokens that are due. Objects that are gone (or
+        errors) leave the files as they are."""
         for volume in pod.spec.volumes or []:
-            if volume.config_map is None and volume.secret is None:
+            if (
+                volume.config_map is None
+                and volume.secret is None
+                and volume.projected is None
+                and volume.downward_api is None
+            ):
                 continue
-            with contextlib.suppress(VolumeError):
+            try:
                 await self._prepare_one(pod, volume)
+            except VolumeError as err:
+                log.debug(
+                    "pod %s: volume %s not refreshed: %s", pod.metadata.name, volume.name, err
+                )
 
     async def _prepare_one(self, pod: Pod, volume: Volume) -> PreparedVolume:
         uid = pod.metadata.uid or ""
@@ -333,6 +422,19 @@ class VolumeManager:
             path = self._volume_dir(uid, "secret", volume.name)
             await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
             return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+        if volume.downward_api is not None:
+            downward = volume.downward_api
+            mode = downward.default_mode if downward.default_mode is not None else 0o644
+            payload = downward_payload(pod, downward.items or [], mode, self._env_context())
+            path = self._volume_dir(uid, "downward-api", volume.name)
+            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
+            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+        if volume.projected is not None:
+            path = self._volume_dir(uid, "projected", volume.name)
+            payload = await self._projected_payload(pod, volume.name, volume.projected)
+            await asyncio.to_thread(self._ensure_tmpfs, path)
+            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
+            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
         if volume.persistent_volume_claim is not None:
             claim = volume.persistent_volume_claim
             name = pvc_volume_name(namespace, claim.claim_name)
@@ -349,6 +451,105 @@ class VolumeManager:
                 read_only=bool(claim.read_only),
             )
         raise VolumeError("the volume type is not supported by kumo")
+
+    def _env_context(self) -> EnvContext:
+        return EnvContext(
+            node_cpu_millis=self.node_cpu_millis, node_memory_bytes=self.node_memory_bytes
+        )
+
+    @staticmethod
+    def _ensure_tmpfs(path: Path) -> None:
+        """Projected volumes (tokens, secrets) live in memory, as the kubelet keeps them;
+        where a tmpfs cannot be mounted (no privilege) they fall back to the disk."""
+        if path.exists() and os.path.ismount(path):
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            _mount_tmpfs(path, None)
+        except VolumeError as err:
+            log.warning("%s; keeping the projected volume on disk", err)
+            return
+        os.chmod(path, 0o755)
+
+    async def _projected_payload(
+        self, pod: Pod, volume: str, source: ProjectedVolumeSource
+    ) -> dict[str, tuple[bytes, int]]:
+        namespace = pod.metadata.namespace or "default"
+        mode = source.default_mode if source.default_mode is not None else 0o644
+        payload: dict[str, tuple[bytes, int]] = {}
+        for projection in source.sources or []:
+            if projection.secret is not None:
+                ref = projection.secret
+                payload.update(
+                    await self._secret_payload(
+                        namespace,
+                        SecretVolumeSource(
+                            secret_name=ref.name,
+                            items=ref.items,
+                            default_mode=mode,
+                            optional=ref.optional,
+                        ),
+                    )
+                )
+            elif projection.config_map is not None:
+                cref = projection.config_map
+                payload.update(
+                    await self._config_map_payload(
+                        namespace,
+                        ConfigMapVolumeSource(
+                            name=cref.name,
+                            items=cref.items,
+                            default_mode=mode,
+                            optional=cref.optional,
+                        ),
+                    )
+                )
+            elif projection.downward_api is not None:
+                payload.update(
+                    downward_payload(
+                        pod, projection.downward_api.items or [], mode, self._env_context()
+                    )
+                )
+            elif projection.service_account_token is not None:
+                token = await self._token(pod, volume, projection.service_account_token)
+                payload[projection.service_account_token.path] = (token.encode(), mode)
+        return payload
+
+    async def _token(self, pod: Pod, volume: str, source: ServiceAccountTokenProjection) -> str:
+        """The token for this projection: the one written before until it is due for
+        renewal, else a new one from the TokenRequest API."""
+        key = (pod.metadata.uid or "", volume, source.path)
+        now = self.clock()
+        cached = self._tokens.get(key)
+        if cached is not None and not cached.needs_refresh(now):
+            return cached.token
+        seconds = source.expiration_seconds or 3600
+        audiences = [source.audience] if source.audience else None
+        try:
+            token, expires = await self.api.request_token(pod, audiences, seconds)
+        except ApiException as err:
+            if cached is not None and cached.expires_at > now:
+                log.warning(
+                    "pod %s: renewing the token of volume %s failed (%s); keeping the current one",
+                    pod.metadata.name,
+                    volume,
+                    err.message,
+                )
+                return cached.token
+            account = pod.spec.service_account_name or "default"
+            raise VolumeError(
+                f"failed to fetch token for service account {account!r}: {err.message}"
+            ) from err
+        expires_at = expires.timestamp()
+        if expires_at <= now:
+            expires_at = now + seconds
+        self._tokens[key] = _Token(token, now, expires_at)
+        return token
+
+    def token_expiry(self, uid: str, volume: str, path: str) -> float | None:
+        """When the token written at ``path`` of the pod's ``volume`` expires (epoch)."""
+        cached = self._tokens.get((uid, volume, path))
+        return cached.expires_at if cached is not None else None
 
     @staticmethod
     def _fs_group(pod: Pod) -> int | None:
@@ -415,6 +616,7 @@ class VolumeManager:
 
     async def cleanup(self, uid: str) -> None:
         """Remove the pod's directory (unmounting any tmpfs first). Named volumes stay."""
+        self._tokens = {key: token for key, token in self._tokens.items() if key[0] != uid}
         root = self.pod_dir(uid)
         if not root.exists():
             return

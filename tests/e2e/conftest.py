@@ -27,7 +27,12 @@ from kumo.client import Client
 from kumo.client.config import load
 from kumo.node.runtime.podman import default_containers_conf
 from tests.conftest import KUMO, REPO, free_port
-from tests.integration.agent.conftest import ensure_busybox, remove_node_objects, require_podman
+from tests.integration.agent.conftest import (
+    ensure_busybox,
+    remove_node_objects,
+    require_podman,
+    unmount_under,
+)
 
 # Node lifecycle short enough for a test: NotReady after 6 s of silence, evict 2 s later.
 GRACE_PERIOD = 6
@@ -216,6 +221,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     finally:
         running.stop()
         remove_node_objects(running.node)
+        unmount_under(running.root)
         for node in running.extra_nodes:
             running.remove_agent_storage(node)
 

@@ -177,6 +177,8 @@ def _name_problems(info: ResourceInfo, name: str) -> list[str]:
     if name in (".", "..") or "/" in name or "%" in name:
         return ["may not be '.', '..', or contain '/' or '%'"]
     rule = info.model.name_rule
+    if rule == "path":  # RBAC objects: any path segment ("system:discovery")
+        return []
     return dns1123_label(name) if rule == "label" else dns1123_subdomain(name)
 
 
@@ -277,7 +279,13 @@ class AdmissionPlugin(Protocol):
     """A step every write goes through after validation (quota, service accounts, ...).
 
     ``operation`` is CREATE, UPDATE or DELETE; ``obj`` is the wire form about to be stored
-    (plugins may change it); raise ``ApiError`` to refuse.
+    (plugins may change it); raise ``ApiError`` to refuse; return warnings (sent back in
+    ``Warning`` headers) or None.
+
+    A plugin whose decision depends on other objects (quota) may also define
+    ``async lock_key(operation, info, namespace, obj, old) -> str | None``: writes that get
+    the same key take turns from before ``admit`` until they are stored (``obj`` is None for
+    a create, which takes its turn before its body is decoded).
     """
 
     async def admit(
@@ -287,7 +295,28 @@ class AdmissionPlugin(Protocol):
         obj: dict[str, Any],
         old: dict[str, Any] | None,
         user: UserInfo,
-    ) -> None: ...
+    ) -> list[str] | None: ...
+
+
+async def lock_keys(
+    plugins: list[AdmissionPlugin],
+    operation: str,
+    info: ResourceInfo,
+    *,
+    namespace: str,
+    obj: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+) -> list[str]:
+    """The serialization keys the plugins want for this write, sorted (a fixed lock order)."""
+    keys: set[str] = set()
+    for plugin in plugins:
+        method = getattr(plugin, "lock_key", None)
+        if method is None:
+            continue
+        key = await method(operation, info, namespace, obj, old)
+        if key:
+            keys.add(str(key))
+    return sorted(keys)
 
 
 def as_api_error(exc: Exception) -> ApiError | None:

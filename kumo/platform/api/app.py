@@ -16,14 +16,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kumo.auth.authorizer import Attributes, Authorizer
 from kumo.auth.user import UserInfo
-from kumo.platform.api import admission, discovery, nodeproxy, openapi, paths
+from kumo.platform.api import (
+    admission,
+    audit,
+    discovery,
+    impersonation,
+    nodeproxy,
+    openapi,
+    paths,
+)
 from kumo.platform.api.authn import Authenticators
 from kumo.platform.api.errors import (
     ApiError,
@@ -104,7 +112,9 @@ class ApiState:
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = True
 
-    async def authenticate(self, request: Request) -> UserInfo:
+    async def authenticate(self, request: HTTPConnection) -> UserInfo:
+        """The user the request acts as: the token's, or the one it impersonates (checked
+        against the ``impersonate`` verb)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -114,12 +124,24 @@ class ApiState:
         user = await self.authenticators.authenticate(token.strip())
         if user is None:
             raise unauthorized("Unauthorized: the token is unknown, expired or revoked")
+        audit.note_user(user)
+        if impersonation.requested(request.headers):
+            acting = await impersonation.impersonate(user, request.headers, self.check)
+            audit.note_user(acting, impersonator=user)
+            return acting
         return user
 
     async def authorize(self, attributes: Attributes, info: Any = None) -> None:
+        audit.note_attributes(attributes)
+        await self.check(attributes, info)
+
+    async def check(self, attributes: Attributes, info: Any = None) -> None:
+        """403 unless ``attributes`` are allowed (without recording them as the request's)."""
         decision = await self.authorizer.authorize(attributes)
         if not decision.allowed:
             subject = attributes.resource or attributes.path
+            if attributes.resource and attributes.api_group:
+                subject = f"{attributes.resource}.{attributes.api_group}"
             name = f' "{attributes.name}"' if attributes.name else ""
             raise forbidden(
                 f"{subject}{name} is forbidden: {attributes.describe()}",
@@ -131,6 +153,17 @@ class ApiState:
 def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.kumo
     return state
+
+
+def _selected_name(field_selector: str) -> str:
+    """X of a field selector that requires metadata.name=X (or ==X), else ""."""
+    for term in field_selector.split(","):
+        key, op, value = term.partition("==")
+        if not op:
+            key, op, value = term.partition("=")
+        if op and key.strip() == "metadata.name" and not key.endswith("!"):
+            return value.strip()
+    return ""
 
 
 def _verb(method: str, target: paths.Target, watch: bool) -> str:
@@ -211,7 +244,17 @@ async def resource(request: Request) -> Response:
     watch = request.query_params.get("watch", "").lower() in ("1", "true")
     verb = _verb(method, target, watch)
     sub = target.subresource
-    # Kubernetes authorizes binding and eviction as "create" on the subresource.
+    # As Kubernetes: binding and eviction are "create" on the subresource; a Namespace is
+    # authorized inside itself; a list or watch of one name (fieldSelector metadata.name=X)
+    # is one of that name, so resourceNames rules can allow it.
+    namespace = target.namespace
+    if target.info.plural == "namespaces" and not target.group and target.name:
+        namespace = target.name
+    name = target.name or (
+        _selected_name(request.query_params.get("fieldSelector", ""))
+        if verb in ("list", "watch")
+        else ""
+    )
     await state.authorize(
         Attributes(
             user=user,
@@ -219,8 +262,8 @@ async def resource(request: Request) -> Response:
             api_group=target.group,
             resource=target.info.plural,
             subresource=sub,
-            namespace=target.namespace,
-            name=target.name,
+            namespace=namespace,
+            name=name,
         ),
         target.info,
     )
@@ -236,6 +279,8 @@ async def resource(request: Request) -> Response:
         else:
             response = await _dispatch(api, call, method)
         code = response.status_code
+        if verb == "create" and not target.name and call.target.name:
+            audit.note_created(call.target.namespace, call.target.name)
         return response
     except ApiError as exc:
         code = exc.code

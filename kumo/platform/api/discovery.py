@@ -20,6 +20,41 @@ _SUBRESOURCE_VERBS = {
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
+def _virtual(name: str, kind: str, namespaced: bool, verbs: list[str]) -> dict[str, Any]:
+    singular = "" if "/" in name else name[:-1]
+    return {
+        "name": name,
+        "singularName": singular,
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": verbs,
+    }
+
+
+# Served without storage by kumo.platform.api.reviews: reviews, token requests, user tokens.
+VIRTUAL: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("", "v1"): [
+        {
+            **_virtual("serviceaccounts/token", "TokenRequest", True, ["create"]),
+            "group": "authentication.k8s.io",
+            "version": "v1",
+        }
+    ],
+    ("authentication.k8s.io", "v1"): [
+        _virtual("selfsubjectreviews", "SelfSubjectReview", False, ["create"]),
+        _virtual("tokenreviews", "TokenReview", False, ["create"]),
+    ],
+    ("authorization.k8s.io", "v1"): [
+        _virtual("localsubjectaccessreviews", "LocalSubjectAccessReview", True, ["create"]),
+        _virtual("selfsubjectaccessreviews", "SelfSubjectAccessReview", False, ["create"]),
+        _virtual("subjectaccessreviews", "SubjectAccessReview", False, ["create"]),
+    ],
+    ("kumo.dev", "v1"): [
+        _virtual("usertokens", "UserToken", False, ["create", "delete", "get", "list"]),
+    ],
+}
+
+
 def api_versions() -> dict[str, Any]:
     return {
         "kind": "APIVersions",
@@ -30,7 +65,10 @@ def api_versions() -> dict[str, Any]:
 
 def api_group_list() -> dict[str, Any]:
     out = []
-    for group, versions in groups().items():
+    served = groups()
+    for group, version in VIRTUAL:
+        served.setdefault(group, [version])
+    for group, versions in served.items():
         if not group:
             continue
         listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -73,6 +111,7 @@ def api_resource_list(group: str, version: str) -> dict[str, Any]:
     for info in RESOURCES:
         if info.group == group and info.version == version:
             resources.extend(_entry(info))
+    resources.extend(VIRTUAL.get((group, version), []))
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",

@@ -39,7 +39,6 @@ from urllib.parse import quote, urlencode
 import httpx
 import orjson
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
@@ -48,7 +47,6 @@ from websockets.typing import Subprotocol
 
 from kumo.auth import pki
 from kumo.auth.authorizer import Attributes
-from kumo.auth.user import UserInfo
 from kumo.model.core import Node, Pod
 from kumo.model.registry import for_model
 from kumo.platform.api.errors import ApiError, bad_request, invalid, method_not_allowed, not_found
@@ -394,22 +392,6 @@ async def _logs(call: Call) -> Response:
 # --------------------------------------------------------------------------- pods/exec
 
 
-async def _authenticate(state: Any, headers: Headers) -> UserInfo:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
-            "Unauthorized",
-            "Unauthorized: send 'Authorization: Bearer <token>' (see ~/.kumo/config)",
-        )
-    user: UserInfo | None = await state.authenticators.authenticate(token.strip())
-    if user is None:
-        raise ApiError(
-            401, "Unauthorized", "Unauthorized: the token is unknown, expired or revoked"
-        )
-    return user
-
-
 def _subprotocol(offered: Sequence[str]) -> str:
     for protocol in CHANNEL_PROTOCOLS:
         if protocol in offered:
@@ -460,7 +442,7 @@ async def exec_websocket(websocket: WebSocket) -> None:
     code = 101
     try:
         try:
-            user = await _authenticate(state, websocket.headers)
+            user = await state.authenticate(websocket)
             await state.authorize(
                 Attributes(
                     user=user,

@@ -44,6 +44,7 @@ from kumo.platform.api.errors import (
     too_large,
 )
 from kumo.platform.api.paths import Target
+from kumo.platform.api.serviceips import DEFAULT_SERVICE_CIDR, ServiceIPs
 from kumo.platform.store import (
     AlreadyExists,
     Change,
@@ -79,6 +80,8 @@ class Settings:
         "kube-node-lease",
         "kumo-system",
     )
+    # Cluster IPs of Services come from here (kumo.platform.api.serviceips).
+    service_cidr: str = DEFAULT_SERVICE_CIDR
 
 
 def storage_key(info: ResourceInfo, namespace: str, name: str) -> str:
@@ -212,6 +215,9 @@ class ResourceAPI:
         self.plugins = plugins or []
         self._stopping = asyncio.Event()
         self.key_locks = KeyLocks()
+        # Writes an admission plugin wants serialized (quota in a namespace) take turns here.
+        self.admission_locks = KeyLocks()
+        self.service_ips = ServiceIPs(settings.service_cidr, store)
 
     def stop_watches(self) -> None:
         self._stopping.set()
@@ -235,7 +241,27 @@ class ResourceAPI:
         self, operation: str, call: Call, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
         for plugin in self.plugins:
-            await plugin.admit(operation, call.info, obj, old, call.user)
+            warnings = await plugin.admit(operation, call.info, obj, old, call.user)
+            if warnings:
+                call.warnings.extend(warnings)
+
+    @contextlib.asynccontextmanager
+    async def _admission_turn(
+        self,
+        operation: str,
+        call: Call,
+        namespace: str,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+    ) -> AsyncIterator[None]:
+        """Hold the plugins' lock keys (``admission.lock_keys``) for one write."""
+        keys = await admission.lock_keys(
+            self.plugins, operation, call.info, namespace=namespace, obj=obj, old=old
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self.admission_locks.hold(key))
+            yield
 
     def _decode(self, call: Call, raw: Any) -> admission.Decoded:
         decoded = admission.decode_object(
@@ -490,6 +516,13 @@ class ResourceAPI:
     # ---- create ----------------------------------------------------------------------------
 
     async def create(self, call: Call, raw: Any) -> Response:
+        given = (raw.get("metadata") or {}) if isinstance(raw, dict) else {}
+        in_body = given.get("namespace") if isinstance(given, dict) else None
+        namespace = call.target.namespace or (in_body if isinstance(in_body, str) else "")
+        async with self._admission_turn("CREATE", call, namespace, None, None):
+            return await self._create(call, raw)
+
+    async def _create(self, call: Call, raw: Any) -> Response:
         info = call.info
         decoded = self._decode(call, raw)
         model = decoded.model
@@ -516,14 +549,15 @@ class ResourceAPI:
             if not spec.get("finalizers"):
                 spec["finalizers"] = [NAMESPACE_FINALIZER]
         await self._admit("CREATE", call, obj, None)
-        if call.dry_run:
-            if self.store.get_entry(self._key(call, name)) is not None:
-                raise already_exists(info, name)
-            return _json(obj, 201, call.warnings)
-        try:
-            stored = await self.store.create(storage_key(info, namespace, name), obj)
-        except AlreadyExists as exc:
-            raise already_exists(info, name) from exc
+        async with self.service_ips.assigning(info, obj):
+            if call.dry_run:
+                if self.store.get_entry(self._key(call, name)) is not None:
+                    raise already_exists(info, name)
+                return _json(obj, 201, call.warnings)
+            try:
+                stored = await self.store.create(storage_key(info, namespace, name), obj)
+            except AlreadyExists as exc:
+                raise already_exists(info, name) from exc
         return _json(stored, 201, call.warnings)
 
     # ---- update (PUT) --------------------------------------------------------------------------
@@ -624,6 +658,13 @@ class ResourceAPI:
     async def _commit_update(
         self, call: Call, key: str, new: dict[str, Any], old: dict[str, Any], expected: int
     ) -> Response:
+        namespace = call.target.namespace
+        async with self._admission_turn("UPDATE", call, namespace, new, old):
+            return await self._write_update(call, key, new, old, expected)
+
+    async def _write_update(
+        self, call: Call, key: str, new: dict[str, Any], old: dict[str, Any], expected: int
+    ) -> Response:
         info = call.info
         old_meta = old.get("metadata", {})
         new_meta = _meta(new)
@@ -656,7 +697,8 @@ class ResourceAPI:
                 raise not_found(info, call.target.name) from exc
             return _json(gone_obj, 200, call.warnings)
         try:
-            stored = await self.store.update(key, new, expected)
+            async with self.service_ips.assigning(info, new, old):
+                stored = await self.store.update(key, new, expected)
         except Conflict as exc:
             raise conflict(info, call.target.name) from exc
         except NotFound as exc:

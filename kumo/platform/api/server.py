@@ -15,15 +15,26 @@ from pathlib import Path
 import uvicorn
 
 from kumo.auth import pki
-from kumo.auth.authorizer import Authorizer, MastersOnly
+from kumo.auth.authorizer import Authorizer
 from kumo.auth.user import MASTERS
 from kumo.model.core import Namespace
 from kumo.model.registry import for_model
-from kumo.platform.api import admission, nodeproxy
+from kumo.platform.api import admission, keyadmin, nodeproxy
+from kumo.platform.api.access import Access, AccessOptions
 from kumo.platform.api.app import ApiState, build_app
-from kumo.platform.api.authn import Authenticators, StoreTokens
+from kumo.platform.api.authn import StoreTokens
 from kumo.platform.api.resources import Settings, storage_key
+from kumo.platform.api.serviceaccount_admission import ServiceAccountAdmission
+from kumo.platform.api.serviceips import (
+    ServiceIPs,
+    advertised_address,
+    ensure_kubernetes_service,
+    keep_kubernetes_service,
+    kubernetes_names,
+)
+from kumo.platform.api.tenancy import tenancy_plugins
 from kumo.platform.store import AlreadyExists
+from kumo.platform.store.encryption import KEY_FILE, KeyFile
 from kumo.platform.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +59,8 @@ class ServerOptions:
     compaction_interval: float = 300.0
     settings: Settings = field(default_factory=Settings)
     log_level: str = "warning"
+    # Authentication (service-account issuer, OIDC), the audit log.
+    access: AccessOptions = field(default_factory=AccessOptions)
 
 
 class ApiServer:
@@ -55,7 +68,9 @@ class ApiServer:
 
     def __init__(self, options: ServerOptions, authorizer: Authorizer | None = None) -> None:
         self.options = options
-        self.authorizer: Authorizer = authorizer or MastersOnly()
+        # None: system:masters plus RBAC over the stored roles and bindings.
+        self.authorizer: Authorizer | None = authorizer
+        self.access: Access | None = None
         self.store: SQLiteStore | None = None
         self.tokens: StoreTokens | None = None
         self.state: ApiState | None = None
@@ -75,16 +90,43 @@ class ApiServer:
     async def start(self) -> None:
         options = self.options
         options.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await SQLiteStore.open(options.data_dir / "store.db")
-        self.tokens = StoreTokens(self.store)
+        # Secrets are encrypted at rest with the keys in <data-dir>/encryption-keys.yaml.
+        keys = await asyncio.to_thread(KeyFile.load_or_create, options.data_dir / KEY_FILE)
+        self.store = await SQLiteStore.open(
+            options.data_dir / "store.db", transformer=keys.transformer()
+        )
+        self.access = await Access.start(
+            self.store,
+            options.access,
+            pki_dir=self.pki_dir,
+            data_dir=options.data_dir,
+            authorizer=self.authorizer,
+        )
+        self.tokens = self.access.user_tokens
         await self._bootstrap_namespaces()
+        # The kubernetes Service (default/kubernetes -> this server) and its names.
+        address = advertised_address(options.host, options.advertise)
+        allocator = ServiceIPs(options.settings.service_cidr, self.store)
+        service_ip = await ensure_kubernetes_service(allocator, address, options.port)
         hosts = sorted(
             {"127.0.0.1", "localhost", socket.gethostname(), *options.advertise}
             | ({options.host} if options.host not in ("0.0.0.0", "::") else set())
+            | {*kubernetes_names(), *([service_ip] if service_ip else [])}
         )
         files = await asyncio.to_thread(pki.ensure_serving, self.pki_dir, hosts)
-        app = build_app(self.store, Authenticators(self.tokens), self.authorizer, options.settings)
+        app = build_app(
+            self.store,
+            self.access.authenticators,
+            self.access.authorizer,
+            options.settings,
+            plugins=[
+                ServiceAccountAdmission(self.store, self.ca_file),
+                *tenancy_plugins(self.store),
+            ],
+        )
         nodeproxy.install(app, self.pki_dir)
+        keyadmin.install(app, self.store, keys)
+        self.access.install(app)  # reviews, token endpoints, escalation checks, audit log
         self.state = app.state.kumo
         # What is loaded now (modules, schemas, the store's objects) lives as long as the
         # server: keep it out of the full garbage collections, which stall every request for
@@ -113,6 +155,12 @@ class ApiServer:
         self._tasks.append(
             asyncio.create_task(
                 self.store.run_compaction(options.compaction_interval), name="compaction"
+            )
+        )
+        self._tasks.append(
+            asyncio.create_task(
+                keep_kubernetes_service(self.state.resources.service_ips, address, options.port),
+                name="kubernetes-service",
             )
         )
         while not self._server.started:
@@ -166,6 +214,8 @@ class ApiServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.access is not None:
+            self.access.close()
         if self.store is not None:
             await self.store.close()
 

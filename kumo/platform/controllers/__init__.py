@@ -19,6 +19,8 @@ from kumo.platform.controllers.job import JobController
 from kumo.platform.controllers.namespace import NamespaceController
 from kumo.platform.controllers.nodelifecycle import NodeLifecycleController
 from kumo.platform.controllers.replicaset import ReplicaSetController
+from kumo.platform.controllers.resourcequota import ResourceQuotaController
+from kumo.platform.controllers.rootcacertpublisher import RootCACertPublisher
 from kumo.platform.controllers.runner import (
     Controller,
     ControllerFactory,
@@ -34,11 +36,13 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     GarbageCollector.name: GarbageCollector,
     NamespaceController.name: NamespaceController,
     ServiceAccountController.name: ServiceAccountController,
+    RootCACertPublisher.name: RootCACertPublisher,
     ReplicaSetController.name: ReplicaSetController,
     DeploymentController.name: DeploymentController,
     JobController.name: JobController,
     EndpointsController.name: EndpointsController,
     NodeLifecycleController.name: NodeLifecycleController,
+    ResourceQuotaController.name: ResourceQuotaController,
 }
 
 
@@ -85,7 +89,9 @@ __all__ = [
     "NodeLifecycleController",
     "QueueShutDown",
     "ReplicaSetController",
+    "ResourceQuotaController",
     "Result",
+    "RootCACertPublisher",
     "ServiceAccountController",
     "SharedInformer",
     "WorkQueue",

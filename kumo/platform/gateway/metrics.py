@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -191,13 +191,26 @@ class GatewayMetrics(Collector):
         )
 
 
+# (bearer token or None, path) -> 200 (allowed), 401, 403 or 503
+Authorize = Callable[[str | None, str], Awaitable[int]]
+
+
 class MetricsServer:
     """``GET /metrics`` (Prometheus text format), ``/healthz`` and ``/readyz`` on a port of
-    their own, so the public port exposes nothing about the gateway itself."""
+    their own, so the public port exposes nothing about the gateway itself.
 
-    def __init__(self, metrics: GatewayMetrics, ready: Callable[[], bool]) -> None:
+    With ``authorize`` (the gateway's ``ApiReviewer``), ``/metrics`` needs a bearer token
+    the API server says may ``get /metrics``; the health checks stay open."""
+
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        ready: Callable[[], bool],
+        authorize: Authorize | None = None,
+    ) -> None:
         self.metrics = metrics
         self.ready = ready
+        self.authorize = authorize
         self._server: asyncio.Server | None = None
 
     async def start(self, address: str, port: int) -> int:
@@ -219,11 +232,19 @@ class MetricsServer:
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             method, _, rest = request_line.partition(" ")
             path = rest.partition(" ")[0].partition("?")[0]
-            status, content_type, body = self._answer(method, path)
+            code = 200
+            if path == "/metrics" and method in ("GET", "HEAD") and self.authorize is not None:
+                code = await self.authorize(_bearer(head), path)
+            if code == 200:
+                status, content_type, body = self._answer(method, path)
+            else:
+                status, content_type = code, "text/plain; charset=utf-8"
+                body = _DENIALS.get(code, b"denied\n")
+            extra = b'WWW-Authenticate: Bearer realm="kumo"\r\n' if status == 401 else b""
             writer.write(
                 b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                b"Connection: close\r\n\r\n"
-                % (status, _REASONS.get(status, b"OK"), content_type.encode(), len(body))
+                b"%sConnection: close\r\n\r\n"
+                % (status, _REASONS.get(status, b"OK"), content_type.encode(), len(body), extra)
             )
             if method != "HEAD":
                 writer.write(body)
@@ -251,8 +272,26 @@ class MetricsServer:
         return 404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /readyz\n"
 
 
+def _bearer(head: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip().decode("latin-1")
+    return None
+
+
+_DENIALS = {
+    401: b"Unauthorized: send 'Authorization: Bearer <token>'\n",
+    403: b"Forbidden: this user may not get /metrics\n",
+    503: b"cannot check the token with the API server right now\n",
+}
+
 _REASONS = {
     200: b"OK",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
     503: b"Service Unavailable",

@@ -8,7 +8,8 @@ import logging
 
 from kumo.client import AsyncClient
 from kumo.platform.gateway.activator import Activator, ApiActivator
-from kumo.platform.gateway.metrics import GatewayMetrics, MetricsServer, ServiceStats
+from kumo.platform.gateway.auth import ApiReviewer
+from kumo.platform.gateway.metrics import Authorize, GatewayMetrics, MetricsServer, ServiceStats
 from kumo.platform.gateway.options import GatewayOptions
 from kumo.platform.gateway.proxy import Proxy
 from kumo.platform.gateway.routing import RouteTable
@@ -32,6 +33,7 @@ class Gateway:
         *,
         activator: Activator | None = None,
         informer_options: dict[str, object] | None = None,
+        metrics_authorizer: Authorize | None = None,
     ) -> None:
         self.client = client
         self.options = options or GatewayOptions()
@@ -44,6 +46,11 @@ class Gateway:
         if activator is None and client is not None:
             activator = ApiActivator(client)
         self.activator = activator
+        # /metrics needs a token the API server allows to read it; without an API server
+        # (tests, embedding) there is no one to ask, and it is open unless told otherwise.
+        if metrics_authorizer is None and client is not None:
+            metrics_authorizer = ApiReviewer(client)
+        self.metrics_authorizer = metrics_authorizer
         self.informer_options = informer_options or {}
         self.proxy: Proxy | None = None
         self.source: RouteSource | None = None
@@ -77,7 +84,9 @@ class Gateway:
                     port = server.sockets[0].getsockname()[1]
             self.port = port
             if self.options.metrics_port is not None:
-                self._metrics_server = MetricsServer(self.metrics, lambda: self.synced)
+                self._metrics_server = MetricsServer(
+                    self.metrics, lambda: self.synced, self.metrics_authorizer
+                )
                 self.metrics_port = await self._metrics_server.start(
                     self.options.metrics_address, self.options.metrics_port
                 )

@@ -173,6 +173,14 @@ class ScorePlugin(Plugin):
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Bring ``scores`` (one per node, in place) to 0..MAX_NODE_SCORE."""
 
+    def normalized_table(
+        self, state: CycleState, pod: PodInfo, scores: Sequence[int]
+    ) -> list[int] | None:
+        """None, or a table ``t`` with ``t[s]`` equal to what ``normalize`` makes of every raw
+        score ``s`` in ``scores`` (small counts): the framework then looks the normalized
+        (and weighted) scores up instead of calling ``normalize``."""
+        return None
+
     def memo_signature(self, state: CycleState, pod: PodInfo) -> Hashable | None:
         """None, or a value such that ``score`` on a node depends only on that node's state and
         on it (for plugins that do not normalize). The framework then keeps the weighted sum
@@ -183,6 +191,24 @@ class ScorePlugin(Plugin):
 class BindPlugin(Plugin):
     def bind(self, state: CycleState, pod: PodInfo, node_name: str) -> Awaitable[Status]:
         raise NotImplementedError
+
+
+def default_normalize_table(scores: Sequence[int], *, reverse: bool) -> list[int] | None:
+    """``default_normalize`` as a lookup table indexed by the raw score, when the raw scores
+    are small non-negative counts (else None)."""
+    if not scores:
+        return None
+    lowest = min(scores)
+    if lowest < 0:
+        return None
+    highest = max(scores)
+    if highest == 0:
+        return [MAX_NODE_SCORE if reverse else 0]
+    if highest > 4096:
+        return None
+    if reverse:
+        return [MAX_NODE_SCORE - MAX_NODE_SCORE * s // highest for s in range(highest + 1)]
+    return [MAX_NODE_SCORE * s // highest for s in range(highest + 1)]
 
 
 def default_normalize(scores: list[int], *, reverse: bool) -> None:
@@ -248,8 +274,9 @@ class Framework:
             for event in plugin.events_to_register():
                 self.event_plugins.setdefault(event, set()).add(plugin.name)
         self.next_start_index = 0
-        # (static plugin names, their pod signatures) -> (generation, positions in node list)
-        self._static: dict[tuple[Hashable, ...], tuple[int, list[int]]] = {}
+        # (static plugin names, their pod signatures) ->
+        # (generation, positions in the node list, the nodes at those positions)
+        self._static: dict[tuple[Hashable, ...], tuple[int, list[int], list[NodeInfo]]] = {}
         self.static_hits = 0
         self.static_misses = 0
 
@@ -326,8 +353,11 @@ class Framework:
         static = [p for p in filters if p.static] if generation is not None else []
         # The candidates in rotation order, as (positions in ``nodes``) or None for "all".
         positions: list[int] | None = None
+        candidates: Sequence[NodeInfo] = nodes
         if static:
-            positions = self._static_positions(state, pod, nodes, static, generation or 0)
+            positions, candidates = self._static_positions(
+                state, pod, nodes, static, generation or 0
+            )
             dynamic = [p for p in filters if not p.static]
             split = bisect.bisect_left(positions, start)
             count = len(positions)
@@ -341,10 +371,7 @@ class Framework:
         for low, high in ((split, count), (0, split)):
             for begin in range(low, high, chunk_size):
                 end = min(begin + chunk_size, high)
-                if positions is None:
-                    chunk = nodes[begin:end]
-                else:
-                    chunk = [nodes[i] for i in positions[begin:end]]
+                chunk = candidates[begin:end]
                 passing: Sequence[NodeInfo] = chunk
                 for plugin in dynamic:
                     passing = plugin.filter_nodes(state, pod, passing)
@@ -370,12 +397,14 @@ class Framework:
         nodes: Sequence[NodeInfo],
         static: Sequence[FilterPlugin],
         generation: int,
-    ) -> list[int]:
+    ) -> tuple[list[int], list[NodeInfo]]:
+        """The positions in ``nodes`` of the nodes that pass the static filters, and those
+        nodes (cached per pod signature until the cache's static generation moves)."""
         key = tuple((p.name, p.signature(pod)) for p in static)
         found = self._static.get(key)
         if found is not None and found[0] == generation:
             self.static_hits += 1
-            return found[1]
+            return found[1], found[2]
         self.static_misses += 1
         passing: Sequence[NodeInfo] = nodes
         for plugin in static:
@@ -384,8 +413,9 @@ class Framework:
         positions = [i for i, n in enumerate(nodes) if id(n) in keep]
         if len(self._static) >= 256:
             self._static.clear()
-        self._static[key] = (generation, positions)
-        return positions
+        kept = [nodes[i] for i in positions]
+        self._static[key] = (generation, positions, kept)
+        return positions, kept
 
     def diagnose(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Diagnosis:
         """Every node's status through the reference path (only when nothing fits)."""
@@ -431,11 +461,23 @@ class Framework:
             scores = plugin.score_nodes(state, pod, nodes)
             if len(scores) != len(nodes):
                 raise AssertionError(f"{plugin.name}: {len(scores)} scores for {len(nodes)} nodes")
-            if plugin.normalizes:
-                plugin.normalize(state, pod, scores)
-            if weight != 1:
-                scores = list(map(operator.mul, scores, itertools.repeat(weight)))
-            totals = scores if totals is None else list(map(operator.add, totals, scores))
+            weighted: Iterable[int]
+            table = plugin.normalized_table(state, pod, scores) if plugin.normalizes else None
+            if table is not None:
+                # Normalizing and weighting in one lookup per node, at C speed.
+                if weight != 1:
+                    table = [value * weight for value in table]
+                weighted = map(table.__getitem__, scores)
+            else:
+                if plugin.normalizes:
+                    plugin.normalize(state, pod, scores)
+                weighted = scores
+                if weight != 1:
+                    weighted = map(operator.mul, scores, itertools.repeat(weight))
+            if totals is None:
+                totals = list(weighted)
+            else:
+                totals = list(map(operator.add, totals, weighted))
         return totals if totals is not None else [0] * len(nodes)
 
     def _fused_scores(
@@ -448,18 +490,23 @@ class Framework:
     ) -> list[int]:
         assert self.memo_key is not None
         key = self.memo_key(signature)
-        out: list[int] = []
-        append = out.append
-        for n in nodes:
-            memo = n.memo
-            value = memo.get(key)
-            if value is None:
+        # Mostly memo hits (a node's memo is cleared only when the node changes): look them
+        # all up in one pass, then fill the misses.
+        out: list[int | None] = [n.memo.get(key) for n in nodes]
+        if None in out:
+            at = out.index(None)
+            while True:
+                n = nodes[at]
                 value = 0
                 for score, weight in fused:
                     value += score(state, pod, n) * weight
-                memo[key] = value
-            append(value)
-        return out
+                n.memo[key] = value
+                out[at] = value
+                try:
+                    at = out.index(None, at + 1)
+                except ValueError:
+                    break
+        return out  # type: ignore[return-value]  # no None is left
 
     # ---- Bind ------------------------------------------------------------------------------
 
@@ -489,4 +536,5 @@ __all__ = [
     "PreScorePlugin",
     "ScorePlugin",
     "default_normalize",
+    "default_normalize_table",
 ]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import operator
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -282,8 +284,12 @@ class Scheduler:
     def select_host(self, nodes: Sequence[NodeInfo], totals: Sequence[int]) -> NodeInfo:
         """The best total; among equals, one chosen uniformly at random."""
         best = max(totals)
-        winners = [i for i, total in enumerate(totals) if total == best]
-        return nodes[winners[0] if len(winners) == 1 else self.rng.choice(winners)]
+        if totals.count(best) == 1:
+            return nodes[totals.index(best)]
+        winners = list(
+            itertools.compress(range(len(totals)), map(operator.eq, totals, itertools.repeat(best)))
+        )
+        return nodes[self.rng.choice(winners)]
 
     def _still_pending(self, pod: PodInfo) -> bool:
         if pod.key in self.cache.pods:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sortedcontainers import SortedDict
@@ -71,6 +71,31 @@ CREATE TABLE IF NOT EXISTS meta (
 _END = "\U0010ffff"
 
 
+class Transformer(Protocol):
+    """What the bytes of a value look like on disk (``kumo.platform.store.encryption``
+    encrypts Secrets). The in-memory state, watches and reads see ``data``; only what SQLite
+    writes, in both tables, is ``to_disk(key, data)``."""
+
+    def to_disk(self, key: str, data: bytes) -> bytes: ...
+
+    def from_disk(self, key: str, blob: bytes) -> bytes: ...
+
+    def stale(self, key: str, blob: bytes) -> bool:
+        """Whether ``blob`` should be rewritten (``SQLiteStore.retransform``)."""
+        ...
+
+
+class _Identity:
+    def to_disk(self, key: str, data: bytes) -> bytes:
+        return data
+
+    def from_disk(self, key: str, blob: bytes) -> bytes:
+        return blob
+
+    def stale(self, key: str, blob: bytes) -> bool:
+        return False
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +106,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 @dataclass(slots=True)
 class _Write:
-    kind: str  # "create" | "update" | "delete" | "compact"
+    kind: str  # "create" | "update" | "delete" | "compact" | "retransform"
     key: str
     obj: dict[str, Any] | None
     expected: int | None
@@ -93,6 +118,7 @@ class _Outcome:
     write: _Write
     change: tuple[EventType, int, bytes] | None = None
     error: Exception | None = None
+    result: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +161,15 @@ class SQLiteStore:
     """See ``kumo.platform.store.Store``. Create with ``await SQLiteStore.open(path)``."""
 
     def __init__(
-        self, path: Path, *, watch_buffer: int = 100_000, history_size: int = 20_000
+        self,
+        path: Path,
+        *,
+        watch_buffer: int = 100_000,
+        history_size: int = 20_000,
+        transformer: Transformer | None = None,
     ) -> None:
         self._path = path
+        self._transformer: Transformer = transformer or _Identity()
         self._watch_buffer = watch_buffer
         self._cache: SortedDict[str, Entry] = SortedDict()
         self._revision = 0
@@ -154,6 +186,9 @@ class SQLiteStore:
         self._w_revision = 0
         self.batches = 0
         self.batched_writes = 0
+        # The revision of the last change under each two-segment prefix ("registry/apps/"),
+        # so caches over a prefix (RBAC rules) can tell cheaply whether anything changed.
+        self._prefix_revisions: dict[str, int] = {}
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **options: Any) -> SQLiteStore:
@@ -177,9 +212,11 @@ class SQLiteStore:
             self._revision = int(rows.get("revision", 0))
             self._compacted = int(rows.get("compacted", 0))
             for key, rv, data in conn.execute("SELECT key, rv, data FROM objects"):
-                blob = bytes(data)
+                blob = self._transformer.from_disk(key, bytes(data))
                 self._cache[key] = Entry(key, rv, blob, orjson.loads(blob))
                 self._w_revisions[key] = rv
+                bucket = _bucket(key)
+                self._prefix_revisions[bucket] = max(rv, self._prefix_revisions.get(bucket, 0))
         finally:
             conn.close()
         self._w_revision = self._revision
@@ -273,7 +310,7 @@ class SQLiteStore:
                 for key, rv, kind, raw in conn.execute(sql, (start, prefix + _END, revision)):
                     if kind == "DELETED" or not key.startswith(prefix):
                         continue
-                    data = bytes(raw)
+                    data = self._transformer.from_disk(key, bytes(raw))
                     obj = orjson.loads(data)
                     if predicate is not None and not predicate(obj):
                         continue
@@ -323,6 +360,42 @@ class SQLiteStore:
     async def compact(self, revision: int) -> None:
         await self._submit("compact", "", None, revision)
 
+    @property
+    def transformer(self) -> Transformer:
+        return self._transformer
+
+    def set_transformer(self, transformer: Transformer) -> None:
+        """Writes committed from now on use ``transformer`` (it must still read every value
+        on disk; see ``retransform``)."""
+        self._transformer = transformer
+
+    async def retransform(self, prefix: str) -> int:
+        """Rewrite what is stored under ``prefix`` that the transformer calls stale (after a
+        key rotation, with the new write key); the number of rows rewritten. Runs between
+        write batches, so no write interleaves with it."""
+        result: int = await self._submit("retransform", prefix, None, None)
+        return result
+
+    async def stored_bytes(self, prefix: str) -> builtins.list[tuple[str, str, bytes]]:
+        """(table, key, bytes on disk) of every row under ``prefix`` in both tables: what
+        key rotation reports on and tests inspect."""
+
+        def read() -> builtins.list[tuple[str, str, bytes]]:
+            conn = _connect(self._path)
+            try:
+                out: builtins.list[tuple[str, str, bytes]] = []
+                for table in ("objects", "changes"):
+                    rows = conn.execute(
+                        f"SELECT key, data FROM {table} WHERE key >= ? AND key < ?",
+                        (prefix, prefix + _END),
+                    )
+                    out.extend((table, key, bytes(data)) for key, data in rows)
+                return out
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
     # ---- the writer thread ------------------------------------------------------------------
 
     def _writer_main(self) -> None:
@@ -343,12 +416,15 @@ class SQLiteStore:
                         stop = True
                         break
                     batch.append(nxt)
-                compactions = [w for w in batch if w.kind == "compact"]
-                writes = [w for w in batch if w.kind != "compact"]
+                upkeep = [w for w in batch if w.kind in ("compact", "retransform")]
+                writes = [w for w in batch if w.kind not in ("compact", "retransform")]
                 if writes:
                     self._commit(conn, writes)
-                for write in compactions:
-                    self._compact(conn, write)
+                for write in upkeep:
+                    if write.kind == "compact":
+                        self._compact(conn, write)
+                    else:
+                        self._retransform(conn, write)
                 if stop:
                     return
         finally:
@@ -387,13 +463,13 @@ class SQLiteStore:
                     row = conn.execute(
                         "SELECT data FROM objects WHERE key = ?", (write.key,)
                     ).fetchone()
-                    last = orjson.loads(row[0])
+                    last = orjson.loads(self._transformer.from_disk(write.key, bytes(row[0])))
                     last.setdefault("metadata", {})["resourceVersion"] = str(revision)
                     data = orjson.dumps(last)
                     conn.execute("DELETE FROM objects WHERE key = ?", (write.key,))
                     conn.execute(
                         "INSERT INTO changes (rv, key, type, data) VALUES (?, ?, 'DELETED', ?)",
-                        (revision, write.key, data),
+                        (revision, write.key, self._transformer.to_disk(write.key, data)),
                     )
                     staged[write.key] = None
                     outcomes.append(_Outcome(write, change=("DELETED", revision, data)))
@@ -403,13 +479,14 @@ class SQLiteStore:
                 obj["metadata"] = {**obj.get("metadata", {}), "resourceVersion": str(revision)}
                 data = orjson.dumps(obj)
                 kind: EventType = "ADDED" if write.kind == "create" else "MODIFIED"
+                stored = self._transformer.to_disk(write.key, data)
                 conn.execute(
                     "INSERT OR REPLACE INTO objects (key, rv, data) VALUES (?, ?, ?)",
-                    (write.key, revision, data),
+                    (write.key, revision, stored),
                 )
                 conn.execute(
                     "INSERT INTO changes (rv, key, type, data) VALUES (?, ?, ?, ?)",
-                    (revision, write.key, kind, data),
+                    (revision, write.key, kind, stored),
                 )
                 staged[write.key] = revision
                 outcomes.append(_Outcome(write, change=(kind, revision, data)))
@@ -455,6 +532,38 @@ class SQLiteStore:
             return
         self._post([_Outcome(write, change=None)], compacted=target)
 
+    def _retransform(self, conn: sqlite3.Connection, write: _Write) -> None:
+        """Rewrite, in place and in one transaction, every stored value under the prefix that
+        the transformer calls stale (both tables; revisions and the cache do not change)."""
+        prefix = write.key
+        transformer = self._transformer
+        rewritten = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for table, ident in (("objects", "key"), ("changes", "rv")):
+                rows = conn.execute(
+                    f"SELECT {ident}, key, data FROM {table} WHERE key >= ? AND key < ?",
+                    (prefix, prefix + _END),
+                ).fetchall()
+                for row_id, key, data in rows:
+                    blob = bytes(data)
+                    if not transformer.stale(key, blob):
+                        continue
+                    fresh = transformer.to_disk(key, transformer.from_disk(key, blob))
+                    conn.execute(
+                        f"UPDATE {table} SET data = ? WHERE {ident} = ?",
+                        (fresh, row_id),
+                    )
+                    rewritten += 1
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.warning("rewriting stored values under %s failed: %s", prefix, exc)
+            self._post([_Outcome(write, error=StoreError(f"rewrite failed: {exc}"))])
+            return
+        self._post([_Outcome(write, result=rewritten)])
+
     def _post(self, outcomes: builtins.list[_Outcome], compacted: int | None = None) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
@@ -473,7 +582,7 @@ class SQLiteStore:
                 continue
             if outcome.change is None:
                 if not write.future.done():
-                    write.future.set_result(None)
+                    write.future.set_result(outcome.result)
                 continue
             kind, revision, data = outcome.change
             obj = orjson.loads(data)
@@ -486,6 +595,7 @@ class SQLiteStore:
             else:
                 self._cache[write.key] = Entry(write.key, revision, data, obj)
             self._revision = revision
+            self._prefix_revisions[_bucket(write.key)] = revision
             if len(self._ring) == self._ring.maxlen:
                 self._ring_floor = self._ring[0].revision
             self._ring.append(
@@ -556,9 +666,14 @@ class SQLiteStore:
             finally:
                 conn.close()
             out = []
+            decode = self._transformer.from_disk
             for rv, key, kind, data, prev in rows:
-                prev_obj = orjson.loads(prev) if prev is not None and kind != "ADDED" else None
-                blob = bytes(data)
+                prev_obj = (
+                    orjson.loads(decode(key, bytes(prev)))
+                    if prev is not None and kind != "ADDED"
+                    else None
+                )
+                blob = decode(key, bytes(data))
                 out.append(Change(kind, key, rv, blob, orjson.loads(blob), prev_obj))
             return out
 
@@ -586,6 +701,25 @@ class SQLiteStore:
             },
         )
 
+    def entries(self, prefix: str) -> builtins.list[Entry]:
+        """Every current entry under ``prefix``, in key order (from memory)."""
+        return [
+            self._cache[key]
+            for key in self._cache.irange(prefix, prefix + _END, inclusive=(True, False))
+        ]
+
+    def prefix_revision(self, prefix: str) -> int:
+        """A revision that changes whenever anything under ``prefix`` changes: the revision
+        of the last change under the two-segment prefix that holds it (so a change to a
+        sibling under the same group may change it too). Cheap; for cache invalidation."""
+        if prefix.count("/") == 2 and prefix.endswith("/"):  # exactly one bucket
+            return self._prefix_revisions.get(prefix, 0)
+        found = 0
+        for bucket, revision in self._prefix_revisions.items():
+            if (bucket.startswith(prefix) or prefix.startswith(bucket)) and revision > found:
+                found = revision
+        return found
+
     def count(self, prefix: str) -> int:
         return int(self._cache.bisect_left(prefix + _END) - self._cache.bisect_left(prefix))
 
@@ -609,6 +743,12 @@ class SQLiteStore:
         self._writes.put(None)
         if self._writer is not None:
             await asyncio.to_thread(self._writer.join)
+
+
+def _bucket(key: str) -> str:
+    first, sep, rest = key.partition("/")
+    second, sep2, _ = rest.partition("/")
+    return f"{first}/{second}/" if sep and sep2 else key
 
 
 def encode_continue(revision: int, key: str) -> str:

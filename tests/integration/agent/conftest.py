@@ -66,6 +66,9 @@ FAST = (
     "1",
     "--config-refresh-interval",
     "1",
+    # No service proxy: these agents share the default service CIDR with whatever else
+    # runs on the machine (tests/integration/services runs one on a CIDR of its own).
+    "--no-service-proxy",
 )
 
 
@@ -259,6 +262,17 @@ class AgentFactory:
             assert took < 10, f"agent {agent.name} took {took:.1f}s to stop:\n{agent.log_tail()}"
         for agent in self.agents:
             remove_node_objects(agent.name)
+            unmount_under(agent.data_dir)
+
+
+def unmount_under(root: Path) -> None:
+    """Detach the tmpfs mounts a stopped agent left for its pods (projected volumes,
+    ``emptyDir: Memory``): a real agent keeps them for its pods across restarts."""
+    prefix = str(root) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
 
 
 @pytest.fixture

@@ -262,6 +262,9 @@ def test_discovery(client: Client) -> None:
         "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
         "autoscaling": "autoscaling/v2",
         "kumo.dev": "kumo.dev/v1",
+        # served without storage: access reviews, token reviews (kumo.platform.api.reviews)
+        "authentication.k8s.io": "authentication.k8s.io/v1",
+        "authorization.k8s.io": "authorization.k8s.io/v1",
     }
 
     core = client.request("GET", "/api/v1").json()

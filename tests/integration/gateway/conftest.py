@@ -87,6 +87,8 @@ class GatewayProcess:
         self.port = free_port()
         self.metrics_port = free_port()
         self.log_path = log_path
+        # /metrics needs a token the API server lets read it (the admin's here).
+        self.metrics_token = api_server.token
         env = dict(os.environ)
         env["KUMOCONFIG"] = str(api_server.kubeconfig_path)
         command = [
@@ -147,7 +149,13 @@ class GatewayProcess:
         return values["VmRSS"], values["VmHWM"]
 
     def metrics(self) -> list[tuple[str, dict[str, str], float]]:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        response = httpx.get(
+            f"http://127.0.0.1:{self.metrics_port}/metrics",
+            headers={"Authorization": f"Bearer {self.metrics_token}"},
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        text = response.text
         return [
             (sample.name, dict(sample.labels), sample.value)
             for family in text_string_to_metric_families(text)

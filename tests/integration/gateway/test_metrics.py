@@ -9,6 +9,8 @@ from collections.abc import Callable
 import httpx
 
 from kumo.client import AsyncClient
+from tests.conftest import ApiServerProcess, unique_name
+from tests.integration.auth.helpers import mint_token
 from tests.integration.gateway.conftest import (
     BackendProcess,
     GatewayProcess,
@@ -112,8 +114,32 @@ async def test_metrics_and_health_are_not_on_the_public_port(
     public = await http.get(f"{gateway.url}/metrics")
     assert public.status_code == 404
     assert "kumo_gateway" not in public.text
-    private = await http.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics")
+    private = await http.get(
+        f"http://127.0.0.1:{gateway.metrics_port}/metrics",
+        headers={"Authorization": f"Bearer {gateway.metrics_token}"},
+    )
     assert private.status_code == 200
     assert private.headers["content-type"].startswith("text/plain")
     for path in ("/healthz", "/readyz"):
         assert (await http.get(f"http://127.0.0.1:{gateway.metrics_port}{path}")).text == "ok\n"
+
+
+async def test_metrics_need_a_token_the_api_server_allows(
+    gateway: GatewayProcess, api_server: ApiServerProcess, http: httpx.AsyncClient
+) -> None:
+    url = f"http://127.0.0.1:{gateway.metrics_port}/metrics"
+    anonymous = await http.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert "kumo_gateway" not in anonymous.text
+    forged = await http.get(url, headers={"Authorization": "Bearer kumo_0000.forged"})
+    assert forged.status_code == 401
+    _, nobody = mint_token(api_server, unique_name("nobody"))
+    denied = await http.get(url, headers={"Authorization": f"Bearer {nobody}"})
+    assert denied.status_code == 403
+    assert "kumo_gateway" not in denied.text
+    # The system:monitoring group may read /metrics (bootstrap ClusterRoleBinding).
+    _, scraper = mint_token(api_server, unique_name("prometheus"), ["system:monitoring"])
+    allowed = await http.get(url, headers={"Authorization": f"Bearer {scraper}"})
+    assert allowed.status_code == 200
+    assert "kumo_gateway_requests_total" in allowed.text

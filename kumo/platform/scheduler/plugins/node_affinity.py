@@ -15,6 +15,7 @@ from kumo.platform.scheduler.framework import (
     PreScorePlugin,
     ScorePlugin,
     default_normalize,
+    default_normalize_table,
 )
 from kumo.platform.scheduler.nodeinfo import NodeInfo
 from kumo.platform.scheduler.podinfo import PodInfo
@@ -71,3 +72,8 @@ class NodeAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugin):
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         default_normalize(scores, reverse=False)
+
+    def normalized_table(
+        self, state: CycleState, pod: PodInfo, scores: Sequence[int]
+    ) -> list[int] | None:
+        return default_normalize_table(scores, reverse=False)

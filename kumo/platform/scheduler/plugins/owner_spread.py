@@ -38,11 +38,21 @@ class OwnerSpread(PreScorePlugin, ScorePlugin):
         return [n.owner_counts.get(uid, 0) if n.owner_counts else 0 for n in nodes]
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        table = self.normalized_table(state, pod, scores)
+        if table is None:
+            highest = max(scores)
+            scores[:] = [int(float(MAX_NODE_SCORE) * ((highest - s) / highest)) for s in scores]
+        else:
+            scores[:] = [table[s] for s in scores]
+
+    def normalized_table(
+        self, state: CycleState, pod: PodInfo, scores: Sequence[int]
+    ) -> list[int] | None:
         highest = max(scores, default=0)
         if highest <= 0:
-            scores[:] = [MAX_NODE_SCORE] * len(scores)
-            return
-        # float arithmetic and truncation exactly as Kubernetes' SelectorSpread, through a
-        # lookup table (counts are small)
-        table = [int(float(MAX_NODE_SCORE) * ((highest - s) / highest)) for s in range(highest + 1)]
-        scores[:] = [table[s] for s in scores]
+            return [MAX_NODE_SCORE]  # no pod of the owner anywhere: every count is 0
+        if highest > 4096:
+            return None
+        # float arithmetic and truncation exactly as Kubernetes' SelectorSpread (counts are
+        # never negative)
+        return [int(float(MAX_NODE_SCORE) * ((highest - s) / highest)) for s in range(highest + 1)]

@@ -13,6 +13,7 @@ from kumo.platform.scheduler.framework import (
     PreScorePlugin,
     ScorePlugin,
     default_normalize,
+    default_normalize_table,
 )
 from kumo.platform.scheduler.nodeinfo import NodeInfo, Taint
 from kumo.platform.scheduler.podinfo import PodInfo, Toleration, tolerates
@@ -88,3 +89,8 @@ class TaintToleration(FilterPlugin, PreScorePlugin, ScorePlugin):
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         default_normalize(scores, reverse=True)
+
+    def normalized_table(
+        self, state: CycleState, pod: PodInfo, scores: Sequence[int]
+    ) -> list[int] | None:
+        return default_normalize_table(scores, reverse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kumo.model.core import ConfigMap, Pod, PodStatus, Secret
+from kumo.model.core import ConfigMap, Pod, PodStatus, Secret, Service
 from kumo.node.backoff import Backoff
 from kumo.node.config import AgentOptions
 from kumo.node.pod_worker import PodWorker, WorkerContext
@@ -35,6 +36,45 @@ class FakeApi:
         self.deleted: list[str] = []
         self.events: list[tuple[str, str, str, str | None]] = []
         self.gone: set[str] = set()
+        self.services: dict[tuple[str, str], Service] = {}
+        # TokenRequests: (namespace, account, pod name, pod uid, audiences, seconds).
+        self.token_requests: list[tuple[str, str, str, str, list[str] | None, int]] = []
+        self.token_lifetime: int | None = None  # seconds; None: as requested
+        self.token_error: Exception | None = None
+
+    async def request_token(
+        self, pod: Pod, audiences: list[str] | None, expiration_seconds: int
+    ) -> tuple[str, datetime.datetime]:
+        if self.token_error is not None:
+            raise self.token_error
+        namespace = pod.metadata.namespace or "default"
+        account = pod.spec.service_account_name or "default"
+        self.token_requests.append(
+            (
+                namespace,
+                account,
+                pod.metadata.name or "",
+                pod.metadata.uid or "",
+                audiences,
+                expiration_seconds,
+            )
+        )
+        lifetime = self.token_lifetime if self.token_lifetime is not None else expiration_seconds
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=lifetime)
+        return f"token-{account}-{len(self.token_requests)}", expires
+
+    def add_service(self, name: str, spec: Obj, namespace: str = "ns") -> None:
+        service = Service.model_validate(
+            {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        )
+        service.apply_defaults()
+        self.services[(namespace, name)] = service
+
+    async def list_services(self, namespace: str) -> list[Service]:
+        return [s for (ns, _), s in sorted(self.services.items()) if ns == namespace]
+
+    async def get_service(self, namespace: str, name: str) -> Service | None:
+        return self.services.get((namespace, name))
 
     def add_config_map(self, name: str, data: dict[str, str], namespace: str = "ns") -> None:
         self.config_maps[(namespace, name)] = ConfigMap.model_validate(
