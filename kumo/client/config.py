@@ -204,9 +204,15 @@ def _empty() -> dict[str, Any]:
 
 
 def in_cluster() -> ClientConfig | None:
-    """The service-account configuration inside a kumo pod, if this is one."""
+    """The service-account configuration inside a kumo pod, if this is one: the mounted
+    token, CA and namespace, and the API server from ``KUMO_SERVICE_HOST_URL`` or, as
+    Kubernetes clients find it, ``KUBERNETES_SERVICE_HOST`` / ``KUBERNETES_SERVICE_PORT``."""
     token_file = SERVICE_ACCOUNT_DIR / "token"
     server = os.environ.get("KUMO_SERVICE_HOST_URL")
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not server and host:
+        port = os.environ.get("KUBERNETES_SERVICE_PORT") or "443"
+        server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     if not server or not token_file.exists():
         return None
     ca_file = SERVICE_ACCOUNT_DIR / "ca.crt"

@@ -36,7 +36,7 @@ from kumo.model.coordination import Lease
 from kumo.model.core import ConfigMap, Event, Node, Pod
 from kumo.model.registry import for_model
 from kumo.node.runtime.podman import default_containers_conf
-from tests.conftest import KUMO, REPO, ApiServerProcess
+from tests.conftest import KUMO, REPO, ApiServerProcess, free_port
 
 Obj = dict[str, Any]
 POD = for_model(Pod)
@@ -162,6 +162,9 @@ class AgentProcess:
         self.name = name
         self.data_dir = data_dir
         self.extra = list(extra)
+        # a port of its own for the logs/exec server (the default 10250 is shared by every
+        # agent on the machine); kept across restarts, as the Node advertises it
+        self.kubelet_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-agent.log"
 
@@ -179,6 +182,7 @@ class AgentProcess:
             "--data-dir",
             str(self.data_dir),
             *FAST,
+            *([] if "--kubelet-port" in self.extra else ["--kubelet-port", str(self.kubelet_port)]),
             *self.extra,
         ]
 

@@ -276,6 +276,7 @@ async def test_run_agent_in_process_as_kumo_up_does(
         ensure_busybox,
         remove_node_objects,
         require_podman,
+        unmount_under,
     )
 
     require_podman()
@@ -328,3 +329,4 @@ async def test_run_agent_in_process_as_kumo_up_does(
         await asyncio.wait_for(task, 30)
     assert inspect(found.id)["State"]["Running"] is True  # type: ignore[index]
     remove_node_objects(node)
+    unmount_under(tmp_path / "agent")
