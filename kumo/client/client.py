@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import httpx
+import orjson
 
 from kumo.client.config import ClientConfig, load
 from kumo.model.base import Resource, to_wire
@@ -118,6 +119,34 @@ def _warnings(response: httpx.Response) -> list[str]:
                 text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         out.append(text)
     return out
+
+
+def _watch_lines(chunk: bytes, pieces: list[bytes]) -> list[bytes]:
+    """The complete lines in ``chunk`` (a piece of a newline-delimited watch stream), the
+    start of the first one taken from ``pieces``, which keeps what is left of the last."""
+    if pieces:
+        pieces.append(chunk)
+        chunk = b"".join(pieces)
+        pieces.clear()
+    lines = chunk.split(b"\n")
+    rest = lines.pop()
+    if rest:
+        pieces.append(rest)
+    return lines
+
+
+def _watch_event(line: bytes) -> RawEvent | None:
+    """One line of a watch stream as an event (None for a blank line); an ERROR event raises
+    ``ApiException``."""
+    if not line.strip():
+        return None
+    event = orjson.loads(line)
+    if not isinstance(event, dict):
+        raise json.JSONDecodeError("a watch event must be a JSON object", line.decode(), 0)
+    if event.get("type") == "ERROR":
+        status = event.get("object") or {}
+        raise ApiException(int(status.get("code") or 500), status)
+    return RawEvent(str(event.get("type")), event.get("object") or {})
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -381,14 +410,20 @@ class AsyncClient:
             if response.status_code >= 400:
                 await response.aread()
                 _raise_for(response)
-            async for line in response.aiter_lines():
-                if not line.strip():
+            # Bytes split on newlines and parsed with orjson: a busy watch (the scheduler's
+            # pods) carries thousands of events a second.
+            pieces: list[bytes] = []
+            async for chunk in response.aiter_bytes():
+                if b"\n" not in chunk:
+                    pieces.append(chunk)
                     continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise ApiException(int(status.get("code") or 500), status)
-                yield RawEvent(str(event.get("type")), event.get("object") or {})
+                for line in _watch_lines(chunk, pieces):
+                    event = _watch_event(line)
+                    if event is not None:
+                        yield event
+            last = _watch_event(b"".join(pieces))
+            if last is not None:
+                yield last
 
     async def apply_raw(
         self, manifest: dict[str, Any], namespace: str | None = None, *, dry_run: bool = False
@@ -687,14 +722,18 @@ class Client:
             if response.status_code >= 400:
                 response.read()
                 _raise_for(response)
-            for line in response.iter_lines():
-                if not line.strip():
+            pieces: list[bytes] = []
+            for chunk in response.iter_bytes():
+                if b"\n" not in chunk:
+                    pieces.append(chunk)
                     continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise ApiException(int(status.get("code") or 500), status)
-                yield RawEvent(str(event.get("type")), event.get("object") or {})
+                for line in _watch_lines(chunk, pieces):
+                    event = _watch_event(line)
+                    if event is not None:
+                        yield event
+            last = _watch_event(b"".join(pieces))
+            if last is not None:
+                yield last
 
     def apply_raw(
         self, manifest: dict[str, Any], namespace: str | None = None, *, dry_run: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Literal
 
 from pydantic import Field
@@ -10,10 +11,17 @@ from pydantic import Field
 from kumo.model.base import KumoModel, ObjectMeta
 from kumo.model.core import ObjectReference
 
+_last_second: tuple[int, str] = (-1, "")
+
 
 def now_rfc3339() -> str:
     """Kubernetes' Time: second precision, UTC, 'Z'."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_second
+    second = int(time.time())
+    if second != _last_second[0]:  # formatted once a second: writes ask for it often
+        text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _last_second = (second, text)
+    return _last_second[1]
 
 
 def now_micro() -> str:

@@ -132,6 +132,14 @@ def _quote(text: str) -> str:
     )
 
 
+_BINDING_DONE = orjson.dumps(
+    {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+)
+_EVENT_HEADS = {
+    kind: b'{"type":"' + kind.encode() + b'","object":' for kind in ("ADDED", "MODIFIED", "DELETED")
+}
+
+
 def _raw(data: bytes, status: int = 200) -> Response:
     return Response(data, status_code=status, media_type="application/json")
 
@@ -447,21 +455,29 @@ class ResourceAPI:
         limit_seconds: float,
         bookmarks: bool,
     ) -> AsyncIterator[bytes]:
-        for entry in initial:
-            yield b'{"type":"ADDED","object":' + entry.data + b"}\n"
+        # The events ready at one wakeup go out as one chunk (one write to the connection).
+        for start in range(0, len(initial), 1000):
+            yield b"".join(
+                b'{"type":"ADDED","object":' + entry.data + b"}\n"
+                for entry in initial[start : start + 1000]
+            )
         interval = self.settings.bookmark_interval_seconds if bookmarks else None
-        changes = self.store.watch(prefix, since, interval)
+        changes = self.store.watch_batches(prefix, since, interval)
         try:
             async with asyncio.timeout(limit_seconds):
-                async for change in changes:
+                async for batch in changes:
                     if self._stopping.is_set():
                         return
-                    if isinstance(change, Progress):
-                        yield self._bookmark(info, change.revision)
+                    if isinstance(batch, Progress):
+                        yield self._bookmark(info, batch.revision)
                         continue
-                    event = self._event_type(change, predicate)
-                    if event is not None:
-                        yield b'{"type":"' + event.encode() + b'","object":' + change.data + b"}\n"
+                    lines = []
+                    for change in batch:
+                        event = self._event_type(change, predicate)
+                        if event is not None:
+                            lines.append(_EVENT_HEADS[event] + change.data + b"}\n")
+                    if lines:
+                        yield b"".join(lines)
         except TimeoutError:
             return
         except Gone as exc:
@@ -844,6 +860,10 @@ class ResourceAPI:
     # ---- binding / eviction -------------------------------------------------------------------------
 
     async def bind(self, call: Call, raw: Any) -> Response:
+        """Kubernetes' BindingREST: set ``spec.nodeName`` and PodScheduled=True in one write.
+        404 for a missing pod; 409 for a pod already bound or being deleted, and when the
+        Binding's ``metadata.uid`` / ``metadata.resourceVersion`` (preconditions) are not the
+        pod's; the Binding's annotations are copied onto the pod."""
         try:
             binding = Binding.model_validate(raw)
         except ValidationError as exc:
@@ -853,47 +873,69 @@ class ResourceAPI:
         node = binding.target.name
         if not node:
             raise invalid("Binding", "", call.target.name, [("target.name", "Required value")])
+        name = call.target.name
+        if binding.metadata.name and binding.metadata.name != name:
+            raise bad_request("name in URL does not match name in Binding object")
+        uid = binding.metadata.uid
+        version = binding.metadata.resource_version
         info = call.info
         key = self._key(call)
         for _ in range(20):
-            old = await self._load(call)
-            current = old.get("spec", {}).get("nodeName")
-            if current:
+            entry = self.store.get_entry(key)
+            if entry is None:
+                raise not_found(info, name)
+            # The stored object is shared and read-only: the new pod copies only what the
+            # binding changes (spec, status, and metadata for annotations).
+            old = entry.obj
+            meta = old.get("metadata") or {}
+            if uid and uid != meta.get("uid"):
                 raise conflict(
                     info,
-                    call.target.name,
-                    f'pod {call.target.name} is already assigned to node "{current}"',
+                    name,
+                    f"Precondition failed: UID in precondition: {uid},"
+                    f" UID in object meta: {meta.get('uid')}",
                 )
-            if old["metadata"].get("deletionTimestamp"):
+            if version and version != meta.get("resourceVersion"):
                 raise conflict(
-                    info, call.target.name, "pod is being deleted, cannot be assigned to a host"
+                    info,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: {version},"
+                    f" ResourceVersion in object meta: {meta.get('resourceVersion')}",
                 )
-            new = copy.deepcopy(old)
-            new["spec"]["nodeName"] = node
-            status = new.setdefault("status", {})
+            spec = old.get("spec") or {}
+            current = spec.get("nodeName")
+            if current:
+                raise conflict(info, name, f'pod {name} is already assigned to node "{current}"')
+            if meta.get("deletionTimestamp"):
+                raise conflict(info, name, "pod is being deleted, cannot be assigned to a host")
+            status = old.get("status") or {}
             conditions = [
                 c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"
             ]
             conditions.append(
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}
             )
-            status["conditions"] = conditions
+            pod = {
+                **old,
+                "spec": {**spec, "nodeName": node},
+                "status": {**status, "conditions": conditions},
+            }
+            if binding.metadata.annotations:
+                pod["metadata"] = {
+                    **meta,
+                    "annotations": {
+                        **(meta.get("annotations") or {}),
+                        **binding.metadata.annotations,
+                    },
+                }
+            expected = _rv(old)
             try:
-                await self.store.update(key, new, _rv(old))
+                await self.store.update(key, pod, expected)
             except Conflict:
-                continue
+                continue  # a concurrent write: check again on the new version
             except NotFound as exc:
-                raise not_found(info, call.target.name) from exc
-            return _json(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "code": 201,
-                },
-                201,
-            )
+                raise not_found(info, name) from exc
+            return _raw(_BINDING_DONE, 201)
         raise conflict(info, call.target.name, "too many concurrent writers; try again")
 
     # ---- delete ---------------------------------------------------------------------------------

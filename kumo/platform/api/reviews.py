@@ -618,4 +618,12 @@ def install(app: Starlette, access: Access) -> None:
             f"/apis/{KUMO}/v1/usertokens/{{name}}", user_token, methods=["GET", "HEAD", "DELETE"]
         ),
     ]
-    app.router.routes[0:0] = routes
+    # Each one just ahead of the generic resource route that would catch it, not ahead of
+    # all routes: a request for a stored resource then tries one or two patterns, not all.
+    for route in routes:
+        generic = "/api/{rest:path}" if route.path.startswith("/api/") else "/apis/{rest:path}"
+        at = next(
+            (i for i, r in enumerate(app.router.routes) if getattr(r, "path", None) == generic),
+            0,
+        )
+        app.router.routes.insert(at, route)

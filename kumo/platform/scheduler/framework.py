@@ -193,13 +193,15 @@ class BindPlugin(Plugin):
         raise NotImplementedError
 
 
-def default_normalize_table(scores: Sequence[int], *, reverse: bool) -> list[int] | None:
+def default_normalize_table(
+    scores: Sequence[int], *, reverse: bool, counts: bool = False
+) -> list[int] | None:
     """``default_normalize`` as a lookup table indexed by the raw score, when the raw scores
-    are small non-negative counts (else None)."""
+    are small non-negative numbers (else None); ``counts``: the caller knows that none is
+    negative."""
     if not scores:
         return None
-    lowest = min(scores)
-    if lowest < 0:
+    if not counts and min(scores) < 0:
         return None
     highest = max(scores)
     if highest == 0:
@@ -230,6 +232,27 @@ def default_normalize(scores: list[int], *, reverse: bool) -> None:
         scores[:] = [MAX_NODE_SCORE - MAX_NODE_SCORE * s // highest for s in scores]
     else:
         scores[:] = [MAX_NODE_SCORE * s // highest for s in scores]
+
+
+def _add_looked_up(
+    totals: list[int] | None, looked_up: Sequence[tuple[list[int], list[int]]], count: int
+) -> list[int]:
+    """``totals`` (None: zeros) plus ``table[raw]`` of each (raw scores, table) pair, node by
+    node; the common shapes in one pass."""
+    if not looked_up:
+        return totals if totals is not None else [0] * count
+    if totals is None:
+        (first, table), *rest = looked_up
+        totals = [table[s] for s in first]
+        looked_up = rest
+    while len(looked_up) >= 2:
+        (a, ta), (b, tb), *rest = looked_up
+        totals = [t + ta[x] + tb[y] for t, x, y in zip(totals, a, b, strict=True)]
+        looked_up = rest
+    if looked_up:
+        a, ta = looked_up[0]
+        totals = [t + ta[x] for t, x in zip(totals, a, strict=True)]
+    return totals
 
 
 # ---- the profile runner ----------------------------------------------------------------------
@@ -366,7 +389,8 @@ class Framework:
             split = start
             count = total
         feasible: list[NodeInfo] = []
-        chunk_size = wanted + wanted // 4 + 16
+        # A little more than needed: most candidates pass the dynamic filters.
+        chunk_size = wanted + wanted // 16 + 16
         examined = total
         for low, high in ((split, count), (0, split)):
             for begin in range(low, high, chunk_size):
@@ -457,28 +481,28 @@ class Framework:
             if fused:
                 totals = self._fused_scores(state, pod, nodes, fused, tuple(signature))
             active = rest
+        # Scores normalized through a lookup table are added in one pass at the end.
+        looked_up: list[tuple[list[int], list[int]]] = []
         for plugin, weight in active:
             scores = plugin.score_nodes(state, pod, nodes)
             if len(scores) != len(nodes):
                 raise AssertionError(f"{plugin.name}: {len(scores)} scores for {len(nodes)} nodes")
-            weighted: Iterable[int]
             table = plugin.normalized_table(state, pod, scores) if plugin.normalizes else None
             if table is not None:
-                # Normalizing and weighting in one lookup per node, at C speed.
-                if weight != 1:
-                    table = [value * weight for value in table]
-                weighted = map(table.__getitem__, scores)
-            else:
-                if plugin.normalizes:
-                    plugin.normalize(state, pod, scores)
-                weighted = scores
-                if weight != 1:
-                    weighted = map(operator.mul, scores, itertools.repeat(weight))
+                looked_up.append(
+                    (scores, table if weight == 1 else [value * weight for value in table])
+                )
+                continue
+            if plugin.normalizes:
+                plugin.normalize(state, pod, scores)
+            weighted: Iterable[int] = scores
+            if weight != 1:
+                weighted = map(operator.mul, scores, itertools.repeat(weight))
             if totals is None:
                 totals = list(weighted)
             else:
                 totals = list(map(operator.add, totals, weighted))
-        return totals if totals is not None else [0] * len(nodes)
+        return _add_looked_up(totals, looked_up, len(nodes))
 
     def _fused_scores(
         self,

@@ -56,6 +56,7 @@ NO_NODES_MESSAGE = "no nodes available to schedule pods"
 # A pseudo plugin: pods that failed because there was no node at all wait for a node.
 NO_NODES = "NoNodes"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+YIELD_INTERVAL = 0.001  # seconds of scheduling cycles between turns of the event loop
 
 
 class FitError(Exception):
@@ -284,12 +285,15 @@ class Scheduler:
     def select_host(self, nodes: Sequence[NodeInfo], totals: Sequence[int]) -> NodeInfo:
         """The best total; among equals, one chosen uniformly at random."""
         best = max(totals)
-        if totals.count(best) == 1:
+        count = totals.count(best)
+        if count == 1:
             return nodes[totals.index(best)]
-        winners = list(
-            itertools.compress(range(len(totals)), map(operator.eq, totals, itertools.repeat(best)))
+        # The same draw as ``rng.choice(winners)``, without building the list of winners.
+        wanted = self.rng.randrange(count)
+        winners = itertools.compress(
+            range(len(totals)), map(operator.eq, totals, itertools.repeat(best))
         )
-        return nodes[self.rng.choice(winners)]
+        return nodes[next(itertools.islice(winners, wanted, None))]
 
     def _still_pending(self, pod: PodInfo) -> bool:
         if pod.key in self.cache.pods:
@@ -352,6 +356,11 @@ class Scheduler:
             self.cache.forget(pod)
             self._move(ASSIGNED_POD_DELETE)
         if self._still_pending(pod):
+            current = self.pods.indexer.get(pod.key)
+            if current is not None and current is not pod.obj:
+                # Changed (or deleted and created again: the binding's uid no longer matches)
+                # while its binding was in flight, when its own events were not queued.
+                qpi.pod = PodInfo(current)
             self.queue.add_backoff(qpi)
 
     async def _report_unschedulable(self, pod: PodInfo, message: str) -> None:
@@ -428,6 +437,7 @@ class Scheduler:
                 len(self.cache.node_list),
                 len(self.queue),
             )
+            yield_at = 0.0
             while True:
                 if self._bind_slots.locked():
                     waited = time.perf_counter()
@@ -441,8 +451,13 @@ class Scheduler:
                     break
                 if not self.schedule_one(qpi):
                     self._bind_slots.release()
-                # Let watch events and binding answers in between pods.
-                await asyncio.sleep(0)
+                # Let watch events and binding answers in between pods, about every
+                # millisecond: a turn of the event loop after each pod costs more than a short
+                # cycle, and the bindings started meanwhile go out together.
+                now = time.perf_counter()
+                if now >= yield_at:
+                    await asyncio.sleep(0)
+                    yield_at = now + YIELD_INTERVAL
         finally:
             closer.cancel()
             await self._drain()

@@ -612,6 +612,22 @@ class SQLiteStore:
     async def watch(
         self, prefix: str, revision: int, progress_interval: float | None = None
     ) -> AsyncIterator[Change | Progress]:
+        batches = self.watch_batches(prefix, revision, progress_interval)
+        try:
+            async for batch in batches:
+                if isinstance(batch, Progress):
+                    yield batch
+                else:
+                    for change in batch:
+                        yield change
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]
+
+    async def watch_batches(
+        self, prefix: str, revision: int, progress_interval: float | None = None
+    ) -> AsyncIterator[builtins.list[Change] | Progress]:
+        """``watch``, with the changes that are ready at one wakeup together in one list (in
+        order), so a consumer can pass them on in one piece."""
         if revision < self._compacted:
             raise Gone(f"too old resource version: {revision} ({self._compacted})", self._compacted)
         watcher = _Watcher(prefix, self._watch_buffer)
@@ -619,14 +635,16 @@ class SQLiteStore:
         current = self._revision
         try:
             if revision < current:
-                for change in await self._history(prefix, revision, current):
-                    yield change
+                history = await self._history(prefix, revision, current)
+                for start in range(0, len(history), 1000):
+                    yield history[start : start + 1000]
             while True:
                 if progress_interval is None:
                     await watcher.wakeup.wait()
                 else:
                     try:
-                        await asyncio.wait_for(watcher.wakeup.wait(), progress_interval)
+                        async with asyncio.timeout(progress_interval):  # no task per wait
+                            await watcher.wakeup.wait()
                     except TimeoutError:
                         if not watcher.pending and not watcher.overflowed:
                             # Nothing is queued, so every change up to here was delivered.
@@ -635,8 +653,10 @@ class SQLiteStore:
                 watcher.wakeup.clear()
                 if watcher.overflowed:
                     raise WatchOverflow("watcher fell behind; resume from the last revision seen")
-                while watcher.pending:
-                    yield watcher.pending.popleft()
+                if watcher.pending:
+                    batch = builtins.list(watcher.pending)
+                    watcher.pending.clear()
+                    yield batch
                     if watcher.overflowed:
                         raise WatchOverflow(
                             "watcher fell behind; resume from the last revision seen"

@@ -260,3 +260,26 @@ def test_framework_fast_paths_match_the_reference(seed: int) -> None:
         # Place the pod like the scheduler would, so later pods see it.
         best = expected[totals_fast.index(max(totals_fast))]
         cache.assume(pod_info, best.name)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_normalized_tables_agree_with_normalize(seed: int) -> None:
+    """A plugin's ``normalized_table`` (when it gives one) maps every raw score to what its
+    ``normalize`` makes of it, for counts of every size, all zeros included."""
+    world, rng = random_world(3000 + seed)
+    profile = default_profile()
+    framework = build_framework(profile, world.handle)
+    pod_info = PodInfo(random_pod(rng, "p"))
+    tabled = 0
+    for plugin in framework.plugins:
+        if not getattr(plugin, "normalizes", False):
+            continue
+        for highest in (0, 1, 2, 7, 100, 5000):
+            scores = [rng.randint(0, highest) for _ in range(rng.randint(1, 60))]
+            table = plugin.normalized_table(CycleState(), pod_info, scores)  # type: ignore[attr-defined]
+            expected = list(scores)
+            plugin.normalize(CycleState(), pod_info, expected)  # type: ignore[attr-defined]
+            if table is not None:
+                tabled += 1
+                assert [table[s] for s in scores] == expected, (plugin.name, scores)
+    assert tabled > 0

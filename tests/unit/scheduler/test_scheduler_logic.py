@@ -200,6 +200,49 @@ async def test_failed_binding_forgets_the_assumption_and_backs_off(harness: Harn
     assert harness.scheduler.stats.errors == 1
 
 
+async def test_pod_recreated_while_binding_is_retried_as_the_new_pod(harness: Harness) -> None:
+    """The API server refuses a binding whose uid is the old pod's (409); the retry must carry
+    the new pod (its uid and spec), whose own events were not queued while binding."""
+    harness.add_node(node("only", cpu="4", memory="4Gi"))
+    harness.writer.fail_bindings = 1
+    harness.add_pod(pod("a", cpu="3", memory="1Gi"))
+    assert await harness.cycle()
+    # Deleted and created again (new uid, smaller request) while the binding is in flight.
+    harness.scheduler._on_pod_delete(harness.scheduler.pods.indexer.get("default/a") or {})
+    fresh = pod("a", cpu="1", memory="1Gi")
+    fresh["metadata"]["uid"] = "uid-second"
+    harness.add_pod(fresh)
+    await harness.settle()
+    assert harness.scheduler.queue.where("default/a") == BACKOFF
+    harness.clock.now += 60
+    assert await harness.cycle()
+    await harness.settle()
+    bodies = harness.writer.of("POST", "/binding")
+    assert [b["metadata"]["uid"] for b in bodies] == ["uid-default-a", "uid-second"]
+    assert harness.scheduler.cache.get_node("only").free_cpu == 3000  # type: ignore[union-attr]
+
+
+def test_host_selection_draws_like_random_choice_among_the_best() -> None:
+    """``select_host`` picks among equal best totals exactly as ``rng.choice`` over the list of
+    winners would (seeded runs place pods as before)."""
+    import random
+
+    from kumo.platform.scheduler.nodeinfo import NodeInfo
+
+    rng = random.Random(5)
+    for trial in range(300):
+        size = rng.randint(1, 40)
+        totals = [rng.randint(0, 4) for _ in range(size)]
+        nodes = [NodeInfo(f"n{i}") for i in range(size)]
+        seed = rng.randint(0, 10**9)
+        scheduler = Scheduler.__new__(Scheduler)
+        scheduler.rng = random.Random(seed)
+        best = max(totals)
+        winners = [i for i, t in enumerate(totals) if t == best]
+        expected = nodes[winners[0] if len(winners) == 1 else random.Random(seed).choice(winners)]
+        assert scheduler.select_host(nodes, totals) is expected, trial
+
+
 async def test_bound_pod_event_confirms_the_assumption(harness: Harness) -> None:
     harness.add_node(node("only", cpu="4", memory="4Gi"))
     harness.add_pod(pod("a", cpu="3", memory="1Gi"))

@@ -93,4 +93,5 @@ class TaintToleration(FilterPlugin, PreScorePlugin, ScorePlugin):
     def normalized_table(
         self, state: CycleState, pod: PodInfo, scores: Sequence[int]
     ) -> list[int] | None:
-        return default_normalize_table(scores, reverse=True)
+        # raw scores count untolerated taints: never negative
+        return default_normalize_table(scores, reverse=True, counts=True)
