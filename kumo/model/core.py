@@ -107,7 +107,7 @@ class NodeAddress(KumoModel):
 
 class NodeSystemInfo(KumoModel):
     machine_id: str | None = None
-    system_uuid: str | None = None
+    system_uuid: str | None = Field(default=None, alias="systemUUID")
     boot_id: str | None = None
     kernel_version: str | None = None
     os_image: str | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kumo.model import ConfigMap, Deployment, unknown_fields
+from kumo.model import ConfigMap, Deployment, Node, unknown_fields
 from kumo.model.registry import ResourceInfo, by_kind
 from kumo.platform.api import admission
 from kumo.platform.api.errors import ApiError
@@ -273,3 +273,31 @@ def test_yaml_bodies_are_accepted() -> None:
         "kind": "ConfigMap",
         "data": {"a": "1"},
     }
+
+
+def test_node_system_info_uses_kubernetes_field_names() -> None:
+    """What an agent reports about its machine is known to the model (no warnings), under
+    the names Kubernetes uses (``machineID``, ``systemUUID``, ``bootID``)."""
+    info = {
+        "machineID": "m",
+        "systemUUID": "s",
+        "bootID": "b",
+        "kernelVersion": "6.1",
+        "osImage": "Debian",
+        "containerRuntimeVersion": "podman://4.3.1",
+        "kubeletVersion": "v0.1.0",
+        "kubeProxyVersion": "v0.1.0",
+        "operatingSystem": "linux",
+        "architecture": "amd64",
+    }
+    node = Node.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n"},
+            "status": {"nodeInfo": info},
+        }
+    )
+    assert unknown_fields(node) == []
+    dumped = node.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["status"]["nodeInfo"] == info
