@@ -236,6 +236,13 @@ def validate_metadata(info: ResourceInfo, model: Resource) -> list[tuple[str, st
             (f"metadata.finalizers[{i}]", f"Invalid value: {finalizer!r}: {p}")
             for p in qualified_name(finalizer)
         )
+    if {"orphan", "foregroundDeletion"} <= set(meta.finalizers or []):
+        out.append(
+            (
+                "metadata.finalizers",
+                "Invalid value: finalizer orphan and foregroundDeletion cannot be both set",
+            )
+        )
     if meta.generate_name and not meta.name:
         pass
     return out

@@ -66,6 +66,8 @@ PATCH_TYPES = (
 ORPHAN_FINALIZER = "orphan"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 NAMESPACE_FINALIZER = "kubernetes"
+# The annotation on the BOOKMARK that ends a watch's initial events (sendInitialEvents).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 @dataclass(slots=True)
@@ -339,6 +341,10 @@ class ResourceAPI:
     async def list(self, call: Call) -> Response:
         if call.flag("watch"):
             return await self.watch(call)
+        if "sendInitialEvents" in call.request.query_params:
+            raise _invalid_list_options(
+                [("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for list")]
+            )
         labels, fields = self._selectors(call)
         limit = call.int_param("limit", 0) or 0
         if limit < 0:
@@ -403,6 +409,7 @@ class ResourceAPI:
         if timeout is None or timeout <= 0:
             timeout = self.settings.watch_timeout_seconds
         bookmarks = call.flag("allowWatchBookmarks")
+        send_initial = _watch_list_option(call)
         prefix = storage_prefix(call.info, call.target.namespace)
         info = call.info
         if call.target.name:  # watch of a single object: fieldSelector metadata.name
@@ -414,23 +421,29 @@ class ResourceAPI:
 
             prefix = storage_key(info, call.target.namespace, name)
         initial: builtins.list[Entry] = []
-        if requested in ("", "0"):
-            snapshot = await self.store.list(prefix, predicate=predicate)
-            initial = snapshot.items
-            since = snapshot.revision
-        else:
+        since = 0
+        fresh = requested in ("", "0")  # no resourceVersion: start from the current state
+        if not fresh:
             try:
                 since = int(requested)
             except ValueError as exc:
                 raise bad_request(f"resourceVersion: invalid value {requested!r}") from exc
-            if since < self.store.compacted_revision:
-                raise gone(f"too old resource version: {since} ({self.store.compacted_revision})")
             if since > self.store.revision:
                 raise ApiError(
                     504,
                     "Timeout",
                     f"Too large resource version: {since}, current resource version: {self.store.revision}",
                 )
+        if send_initial or (send_initial is None and fresh):
+            # The current state first (with sendInitialEvents and resourceVersionMatch
+            # NotOlderThan, any state at least as new as the requested revision will do).
+            snapshot = await self.store.list(prefix, predicate=predicate)
+            initial = snapshot.items
+            since = snapshot.revision
+        elif fresh:
+            since = self.store.revision  # sendInitialEvents=false: changes from now on
+        elif since < self.store.compacted_revision:
+            raise gone(f"too old resource version: {since} ({self.store.compacted_revision})")
         stream = self._watch_stream(
             info,
             prefix=prefix,
@@ -439,6 +452,7 @@ class ResourceAPI:
             predicate=predicate,
             limit_seconds=timeout,
             bookmarks=bookmarks,
+            initial_events_end=bool(send_initial) and bookmarks,
         )
         return StreamingResponse(
             stream, media_type="application/json", headers={"Transfer-Encoding": "chunked"}
@@ -454,6 +468,7 @@ class ResourceAPI:
         predicate: Callable[[dict[str, Any]], bool] | None,
         limit_seconds: float,
         bookmarks: bool,
+        initial_events_end: bool = False,
     ) -> AsyncIterator[bytes]:
         # The events ready at one wakeup go out as one chunk (one write to the connection).
         for start in range(0, len(initial), 1000):
@@ -461,6 +476,9 @@ class ResourceAPI:
                 b'{"type":"ADDED","object":' + entry.data + b"}\n"
                 for entry in initial[start : start + 1000]
             )
+        if initial_events_end:
+            # WatchList: the initial state is complete as of this revision.
+            yield self._bookmark(info, since, {INITIAL_EVENTS_END: "true"})
         interval = self.settings.bookmark_interval_seconds if bookmarks else None
         changes = self.store.watch_batches(prefix, since, interval)
         try:
@@ -490,12 +508,13 @@ class ResourceAPI:
             await changes.aclose()  # type: ignore[attr-defined]
 
     @staticmethod
-    def _bookmark(info: ResourceInfo, revision: int) -> bytes:
-        obj = {
-            "kind": info.kind,
-            "apiVersion": info.api_version,
-            "metadata": {"resourceVersion": str(revision)},
-        }
+    def _bookmark(
+        info: ResourceInfo, revision: int, annotations: dict[str, str] | None = None
+    ) -> bytes:
+        metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+        if annotations:
+            metadata["annotations"] = annotations
+        obj = {"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata}
         return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
     @staticmethod
@@ -968,8 +987,11 @@ class ResourceAPI:
         key = self._key(call, name)
         preconditions = options.get("preconditions") or {}
         policy = options.get("propagationPolicy")
-        if policy is None and options.get("orphanDependents") is not None:
+        if options.get("orphanDependents") is not None:
             policy = "Orphan" if options["orphanDependents"] else "Background"
+        # Kubernetes answers 202 Accepted only to the legacy orphanDependents=false, and only
+        # when the object stays (finalizers, graceful deletion); 200 otherwise.
+        kept = 202 if options.get("orphanDependents") is False else 200
         for _ in range(20):
             old = await self.store.get(key)
             if old is None:
@@ -992,36 +1014,29 @@ class ResourceAPI:
             await self._admit("DELETE", call, old, old)
             new = copy.deepcopy(old)
             new_meta = _meta(new)
-            finalizers = list(new_meta.get("finalizers") or [])
-            if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
-                finalizers.append(ORPHAN_FINALIZER)
-            if policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
-                finalizers.append(FOREGROUND_FINALIZER)
-            if policy in ("Background", None) and meta.get("deletionTimestamp"):
-                finalizers = [f for f in finalizers if f not in (ORPHAN_FINALIZER,)]
-            graceful = self._grace_period(info, old, options)
+            now = datetime.datetime.now(datetime.UTC)
+            graceful, pending = _before_delete(
+                info, old, new_meta, options.get("gracePeriodSeconds"), now
+            )
+            if pending:
+                # A graceful deletion is under way and this request does not shorten it:
+                # nothing changes, not even the finalizers (as in Kubernetes).
+                return _json(old, kept)
+            finalizers = _gc_finalizers(list(new_meta.get("finalizers") or []), policy)
+            if finalizers:
+                new_meta["finalizers"] = finalizers
+            else:
+                new_meta.pop("finalizers", None)
             namespace_pending = info.kind == "Namespace" and bool(
                 (old.get("spec") or {}).get("finalizers")
             )
-            if finalizers or graceful is not None or namespace_pending:
-                if finalizers:
-                    new_meta["finalizers"] = finalizers
-                else:
-                    new_meta.pop("finalizers", None)
-                now = datetime.datetime.now(datetime.UTC)
-                if graceful is not None:
-                    current = new_meta.get("deletionGracePeriodSeconds")
-                    if current is None or graceful < current:
-                        new_meta["deletionGracePeriodSeconds"] = graceful
-                        new_meta["deletionTimestamp"] = (
-                            now + datetime.timedelta(seconds=min(graceful, _MAX_GRACE_SECONDS))
-                        ).strftime("%Y-%m-%dT%H:%M:%SZ")
-                elif not new_meta.get("deletionTimestamp"):
-                    new_meta["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if finalizers or namespace_pending or (graceful and _grace_left(new_meta)):
+                if not graceful:
+                    _mark_deleting(info, new_meta, now)
                 if info.kind == "Namespace":
                     new.setdefault("status", {})["phase"] = "Terminating"
                 if new == old:
-                    return _json(old, 202 if policy == "Foreground" else 200)
+                    return _json(old, kept)
                 if call.dry_run:
                     return _json(new, 200)
                 try:
@@ -1030,7 +1045,7 @@ class ResourceAPI:
                     continue
                 except NotFound as exc:
                     raise not_found(info, name) from exc
-                return _json(stored, 202 if policy == "Foreground" else 200)
+                return _json(stored, kept)
             if call.dry_run:
                 return _json(old, 200)
             try:
@@ -1041,24 +1056,6 @@ class ResourceAPI:
                 raise not_found(info, name) from exc
             return _json(deleted, 200)
         raise conflict(info, name, "too many concurrent writers; try again")
-
-    @staticmethod
-    def _grace_period(
-        info: ResourceInfo, obj: dict[str, Any], options: dict[str, Any]
-    ) -> int | None:
-        """Seconds of graceful deletion for a pod on a node, None for immediate deletion."""
-        if info.kind != "Pod":
-            return None
-        spec = obj.get("spec", {})
-        phase = (obj.get("status") or {}).get("phase")
-        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-            return None
-        grace = options.get("gracePeriodSeconds")
-        if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        if grace is None or grace <= 0:
-            return None
-        return int(grace)
 
     async def delete_collection(self, call: Call) -> Response:
         labels, fields = self._selectors(call)
@@ -1119,8 +1116,158 @@ class ResourceAPI:
         )
 
 
+def _invalid_list_options(causes: builtins.list[tuple[str, str]]) -> ApiError:
+    return invalid("ListOptions", "meta.k8s.io", "", causes)
+
+
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _watch_list_option(call: Call) -> bool | None:
+    """``sendInitialEvents`` of a watch (None when not given), checked like Kubernetes'
+    ListOptions validation: it requires ``resourceVersionMatch=NotOlderThan``, and a watch
+    takes ``resourceVersionMatch`` only together with it (422 Invalid otherwise)."""
+    query = call.request.query_params
+    send: bool | None = None
+    if "sendInitialEvents" in query:
+        raw = query["sendInitialEvents"]
+        if raw not in _TRUE + _FALSE:
+            raise bad_request(f"sendInitialEvents: invalid boolean {raw[:40]!r}")
+        send = raw in _TRUE
+    match = query.get("resourceVersionMatch", "")
+    causes: builtins.list[tuple[str, str]] = []
+    if send is not None and match != "NotOlderThan":
+        causes.append(
+            (
+                "resourceVersionMatch",
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            )
+        )
+    if match:
+        if send is None:
+            causes.append(
+                (
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden for watch"
+                    " unless sendInitialEvents is provided",
+                )
+            )
+        if match != "NotOlderThan":
+            causes.append(
+                (
+                    "resourceVersionMatch",
+                    f'Unsupported value: "{match[:40]}": supported values: "NotOlderThan"',
+                )
+            )
+        if query.get("continue"):
+            causes.append(
+                (
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden when continue is provided",
+                )
+            )
+    if causes:
+        raise _invalid_list_options(causes)
+    return send
+
+
 _INT64 = 2**63 - 1
 _MAX_GRACE_SECONDS = 10 * 365 * 24 * 3600  # a deadline past this is "never" anyway
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _gc_finalizers(finalizers: builtins.list[str], policy: str | None) -> builtins.list[str]:
+    """The finalizers after a DELETE with this propagation policy (Kubernetes'
+    deletionFinalizersForGarbageCollection): a policy replaces whichever of ``orphan`` and
+    ``foregroundDeletion`` the object holds (Background: neither), other finalizers stay; no
+    policy keeps what the object holds (the default for every kind kumo serves is
+    Background, which adds nothing)."""
+    if policy is None:
+        return finalizers
+    kept = [f for f in finalizers if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+    if policy == "Orphan":
+        kept.append(ORPHAN_FINALIZER)
+    elif policy == "Foreground":
+        kept.append(FOREGROUND_FINALIZER)
+    if sorted(kept) == sorted(finalizers):
+        return finalizers  # the same set: leave the order alone
+    return kept
+
+
+def _pod_grace_period(pod: dict[str, Any], requested: int | None) -> int:
+    """Kubernetes' podStrategy.CheckGracefulDelete: the request's grace period, else the pod's
+    terminationGracePeriodSeconds (30 by default); 0 for a pod not bound to a node or
+    already finished; a negative period counts as 1 s."""
+    spec = pod.get("spec") or {}
+    if requested is not None:
+        period = requested
+    else:
+        default = spec.get("terminationGracePeriodSeconds")
+        period = 30 if default is None else int(default)
+    phase = (pod.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        period = 0
+    return 1 if period < 0 else period
+
+
+def _deadline(start: datetime.datetime, seconds: int) -> str:
+    return (start + datetime.timedelta(seconds=min(seconds, _MAX_GRACE_SECONDS))).strftime(
+        _TIME_FORMAT
+    )
+
+
+def _before_delete(
+    info: ResourceInfo,
+    obj: dict[str, Any],
+    meta: dict[str, Any],
+    requested: int | None,
+    now: datetime.datetime,
+) -> tuple[bool, bool]:
+    """Kubernetes' rest.BeforeDelete for the kind with graceful deletion (Pod); sets
+    ``deletionTimestamp`` / ``deletionGracePeriodSeconds`` in ``meta``.
+
+    Returns (graceful, pending): graceful when ``meta`` now carries this request's grace
+    period; pending when a graceful deletion is under way that this request does not
+    shorten (a second DELETE may shorten the grace period, never lengthen it)."""
+    if info.kind != "Pod":
+        return False, False
+    if requested is not None and requested < 0:
+        requested = 1
+    current = meta.get("deletionGracePeriodSeconds")
+    if meta.get("deletionTimestamp"):
+        if not current:
+            return False, False  # no grace left: delete now, or wait for finalizers only
+        if requested is None or requested >= current:
+            return False, True
+        try:
+            deadline = datetime.datetime.strptime(meta["deletionTimestamp"], _TIME_FORMAT)
+            started = deadline.replace(tzinfo=datetime.UTC) - datetime.timedelta(
+                seconds=min(int(current), _MAX_GRACE_SECONDS)
+            )
+        except (TypeError, ValueError):
+            started = now
+        meta["deletionTimestamp"] = _deadline(started, requested)
+        meta["deletionGracePeriodSeconds"] = requested
+        return True, False
+    period = _pod_grace_period(obj, requested)
+    meta["deletionTimestamp"] = _deadline(now, period)
+    meta["deletionGracePeriodSeconds"] = period
+    return True, False
+
+
+def _grace_left(meta: dict[str, Any]) -> bool:
+    return bool(meta.get("deletionGracePeriodSeconds"))
+
+
+def _mark_deleting(info: ResourceInfo, meta: dict[str, Any], now: datetime.datetime) -> None:
+    """An object that stays for its finalizers: deleted as of now, no grace period left
+    (Kubernetes' markAsDeleting; a Namespace only gets its deletionTimestamp)."""
+    stamp = now.strftime(_TIME_FORMAT)
+    if not meta.get("deletionTimestamp") or meta["deletionTimestamp"] > stamp:
+        meta["deletionTimestamp"] = stamp
+    if info.kind != "Namespace":
+        meta["deletionGracePeriodSeconds"] = 0
 
 
 def _checked_delete_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -1128,6 +1275,19 @@ def _checked_delete_options(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("propagationPolicy") not in (None, "Orphan", "Background", "Foreground"):
         raise bad_request(
             f'propagationPolicy: Unsupported value: "{options["propagationPolicy"]}": supported values: "Foreground", "Background", "Orphan"'
+        )
+    if options.get("propagationPolicy") is not None and options.get("orphanDependents") is not None:
+        raise invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            [
+                (
+                    "propagationPolicy",
+                    f'Invalid value: "{options["propagationPolicy"]}":'
+                    " orphanDependents and deletionPropagation cannot be both set",
+                )
+            ],
         )
     grace = options.get("gracePeriodSeconds")
     if grace is not None and (

@@ -366,11 +366,13 @@ class GarbageCollector(Controller):
 
     async def _owner_checks_live(self, obj: Obj) -> list[OwnerCheck]:
         """Like the cached checks, but an owner the cache does not have is looked up in the
-        API server: the cache may not have seen a brand-new owner yet."""
+        API server (the cache may not have seen a brand-new owner yet), and so is one it has
+        as deleting its dependents in the foreground (a later DELETE may have switched the
+        owner to another propagation policy)."""
         namespace = str(meta(obj).get("namespace") or "")
         checks = []
         for check, ref in zip(self._owner_checks_cached(obj), owner_refs(obj), strict=True):
-            if check.state is not OwnerState.ABSENT:
+            if check.state not in (OwnerState.ABSENT, OwnerState.WAITING):
                 checks.append(check)
                 continue
             location = owner_location(ref, namespace)
@@ -422,6 +424,12 @@ class GarbageCollector(Controller):
         return found
 
     async def _orphan_dependents(self, info: ResourceInfo, owner: Obj) -> None:
+        # A later DELETE may have switched the owner to another propagation policy (the
+        # orphan finalizer replaced): orphan only what the API server says is orphaning now.
+        latest = await self._get_live(info, owner)
+        if latest is None or plan_owner(latest) is not OwnerPlan.ORPHAN:
+            return  # the write that changed it is an event that brings the owner back here
+        owner = latest
         uid = str(meta(owner).get("uid"))
         dependents = await self._dependents_fresh(info, owner)
         for dep_info, dependent in dependents:
