@@ -19,7 +19,11 @@ Fixtures other tests may rely on:
 - ``namespace`` (function): a freshly created, uniquely named Namespace on ``api_server``.
 
 Helpers: ``kind_info(api_version, kind)`` (a ``ResourceInfo``), ``unique_name(prefix)``,
-``free_port()``, and ``ApiServerProcess`` for a module-scoped server with its own flags.
+``free_port()``, ``ApiServerProcess`` for a module-scoped server with its own flags, and
+``component_config(admin_config, component, node_name=None)``: a client config that acts as
+a kumo component's own least-privilege identity (system:kube-scheduler,
+system:kube-controller-manager, system:kumo:gateway, system:node:<name>), as
+``kumo admin token create --component`` mints it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kumo.auth.user import component_identity
 from kumo.client import AsyncClient, Client, ClientConfig, KubeConfig
 from kumo.model.registry import ResourceInfo, by_kind
 
@@ -61,6 +66,36 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+_component_tokens: dict[tuple[str, bytes | None, str | None, str, str | None], str] = {}
+
+
+def component_config(
+    admin: ClientConfig, component: str, node_name: str | None = None
+) -> ClientConfig:
+    """``admin``'s config, but acting as kumo ``component`` (scheduler, controllers, gateway
+    or node): a user token for that identity, minted once per server with ``admin``."""
+    key = (admin.server, admin.ca_data, admin.token, component, node_name)
+    token = _component_tokens.get(key)
+    if token is None:
+        user, groups = component_identity(component, node_name)
+        spec = {"user": user, "groups": groups, "description": f"test {component}"}
+        with Client(admin) as client:
+            response = client.request(
+                "POST",
+                "/apis/kumo.dev/v1/usertokens",
+                body={"apiVersion": "kumo.dev/v1", "kind": "UserToken", "spec": spec},
+            )
+        token = _component_tokens[key] = str(response.json()["status"]["token"])
+    return ClientConfig(
+        server=admin.server,
+        token=token,
+        ca_data=admin.ca_data,
+        namespace=admin.namespace,
+        context=admin.context,
+        user=component,
+    )
 
 
 def _kumo_command() -> list[str]:

@@ -3,6 +3,8 @@ create|list|revoke``, and the API server's authentication and audit flags.
 
 ``kumo auth can-i VERB RESOURCE[/SUB] [NAME]`` prints ``yes`` (exit 0) or ``no`` (exit 1),
 like ``kubectl auth can-i``; ``VERB /path`` asks about a non-resource URL.
+``kumo admin token create --component scheduler|controllers|gateway|node [--node-name N]``
+mints the least-privilege identity of a kumo component run on its own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import yaml
 
 from kumo.auth.oidc import OIDCOptions
 from kumo.auth.service_accounts import DEFAULT_ISSUER
+from kumo.auth.user import COMPONENTS, component_identity
 from kumo.cli.admin_commands import admin
 from kumo.cli.resource_commands import create, handles_errors, make_client, namespace_option
-from kumo.client import Client
+from kumo.client import Client, KubeConfig
 from kumo.model.registry import resolve
 from kumo.platform.api.access import AccessOptions
 from kumo.platform.api.discovery import VIRTUAL
@@ -256,16 +259,54 @@ def token() -> None:
 
 
 @token.command("create")
-@click.argument("user")
+@click.argument("user", required=False)
 @click.option("--group", "groups", multiple=True, help="A group of the user (repeatable).")
+@click.option(
+    "--component",
+    type=click.Choice(COMPONENTS),
+    default=None,
+    help="Instead of USER: the identity of a kumo component run on its own (kumo scheduler|"
+    "controllers|gateway|agent): system:kube-scheduler, system:kube-controller-manager, "
+    "system:kumo:gateway, or system:node:<--node-name> in group system:nodes.",
+)
+@click.option("--node-name", default=None, help="The node of a --component node token.")
 @click.option("--ttl", default=None, help="Lifetime, e.g. 24h or 30d (default: no expiry).")
 @click.option("--description", default="", help="What the token is for.")
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a client config (mode 0600) for this server and the new token, for "
+    "KUMOCONFIG=FILE kumo scheduler|controllers|gateway|agent.",
+)
 @click.pass_context
 @handles_errors
 def token_create(
-    ctx: click.Context, user: str, groups: tuple[str, ...], ttl: str | None, description: str
+    ctx: click.Context,
+    user: str | None,
+    groups: tuple[str, ...],
+    component: str | None,
+    node_name: str | None,
+    ttl: str | None,
+    description: str,
+    write_config: Path | None,
 ) -> None:
-    """Create a token for USER and print it (it is not shown again)."""
+    """Create a token for USER (or for a kumo --component) and print it (it is not shown
+    again)."""
+    if component is not None:
+        if user or groups:
+            raise click.UsageError("give USER (and --group) or --component, not both")
+        if component == "node" and not node_name:
+            raise click.UsageError("--component node needs --node-name")
+        if component != "node" and node_name:
+            raise click.UsageError("--node-name goes with --component node")
+        user, component_groups = component_identity(component, node_name)
+        groups = tuple(component_groups)
+        description = description or f"kumo {component}" + (f" {node_name}" if node_name else "")
+    elif not user:
+        raise click.UsageError("give USER or --component")
+    elif node_name:
+        raise click.UsageError("--node-name goes with --component node")
     spec: dict[str, Any] = {"user": user, "groups": list(groups), "description": description}
     if ttl:
         spec["expirationSeconds"] = parse_duration(ttl)
@@ -273,7 +314,17 @@ def token_create(
         result = _post(
             client, USER_TOKENS, {"apiVersion": "kumo.dev/v1", "kind": "UserToken", "spec": spec}
         )
+        server, ca_data = client.config.server, client.config.ca_data
     status = result.get("status") or {}
+    if write_config is not None:
+        name = f"kumo-{component or user}"
+        written = KubeConfig.load(write_config)
+        written.set_cluster(name, server, ca_data)
+        written.set_user(name, str(status.get("token", "")))
+        written.set_context(name, name, name, "default")
+        written.use_context(name)
+        written.save()
+        click.echo(f"client config written to {write_config} (context {name!r})", err=True)
     expires = status.get("expirationTimestamp") or "never"
     click.echo(
         f"usertoken/{result.get('metadata', {}).get('name')} created for {user}"

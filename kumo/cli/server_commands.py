@@ -14,12 +14,13 @@ from typing import Any
 
 import click
 
-from kumo.auth.user import MASTERS
+from kumo.auth.user import AUTHENTICATED, UserInfo, component_identity, node_identity
 from kumo.cli.auth_commands import access_flags, access_options
 from kumo.cli.controller_commands import apply_lifecycle_options, lifecycle_options
 from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import KubeConfig, default_path, home
 from kumo.node import run_agent
+from kumo.node.config import default_node_name
 from kumo.node.server import agent_service
 from kumo.platform.api.server import ApiServer, ServerOptions
 from kumo.platform.controllers import run_controllers
@@ -60,15 +61,51 @@ async def _ensure_client_config(server: ApiServer, context: str) -> Path:
     return config.path
 
 
-async def component_client(server: ApiServer, component: str) -> AsyncClient:
+async def _token_user(server: ApiServer, token: str) -> UserInfo | None:
+    assert server.tokens is not None
+    return await server.tokens.authenticate(token) if token else None
+
+
+def _acts_as(current: UserInfo | None, user: str, groups: list[str]) -> bool:
+    return (
+        current is not None
+        and current.name == user
+        and set(current.groups) - {AUTHENTICATED} == set(groups)
+    )
+
+
+def _issued_for(current: UserInfo, component: str) -> bool:
+    """Whether a cached token is one ``kumo up`` issued for ``component`` (under the name of
+    older kumos, system:kumo:<component>, or as the component: a node of another name), so
+    replacing it may revoke it. Anything else someone put there is only replaced."""
+    if current.name == f"system:kumo:{component}":
+        return True
+    if component == "agent":
+        return node_identity(current)[0]
+    return current.name == component_identity(component)[0]
+
+
+async def component_client(
+    server: ApiServer, component: str, node_name: str | None = None
+) -> AsyncClient:
     """A client for an in-process component. It still goes through HTTPS and a token, like a
-    component on another machine would; the token is kept in the data dir and reused."""
+    component on another machine would; the token is kept in the data dir and reused.
+
+    Each component acts as its own least-privilege user (``component_identity``: the
+    scheduler as system:kube-scheduler, the controllers as system:kube-controller-manager,
+    the gateway as system:kumo:gateway, the agent as system:node:<node_name> in
+    system:nodes), never as system:masters. A cached token of another identity is replaced,
+    and revoked when ``kumo up`` had issued it (a system:masters token of an older kumo,
+    another node's)."""
+    user, groups = component_identity(component, node_name)
     path = server.options.data_dir / "credentials" / f"{component}.token"
     token = path.read_text().strip() if path.exists() else ""
-    if not token or not await server.authenticates(token):
-        token = await server.issue_token(
-            f"system:kumo:{component}", [MASTERS], description=component
-        )
+    current = await _token_user(server, token)
+    if not _acts_as(current, user, groups):
+        if current is not None and current.uid and _issued_for(current, component):
+            assert server.tokens is not None
+            await server.tokens.revoke(current.uid)
+        token = await server.issue_token(user, groups, description=f"kumo up: {component}")
         _write_private(path, token)
     config = ClientConfig(server=server.url, token=token, ca_data=server.ca_file.read_bytes())
     return AsyncClient(config, user_agent=f"kumo-{component}")
@@ -86,6 +123,10 @@ class Components:
     # Seconds between the agent's lease renewals; a quarter of the node monitor grace period,
     # as Kubernetes' kubelet renews every 10 s against a 40 s grace period.
     lease_renew_interval: float | None = None
+
+    @property
+    def agent_node_name(self) -> str:
+        return self.node_name or default_node_name()
 
 
 Runner = Callable[[AsyncClient, asyncio.Event], Coroutine[Any, Any, None]]
@@ -112,8 +153,7 @@ def _component_runners(server: ApiServer, components: Components) -> dict[str, R
             "kubelet_port": components.kubelet_port,
             "data_dir": data_dir / "agent",
         }
-        if components.node_name:
-            options["node_name"] = components.node_name
+        options["node_name"] = components.agent_node_name
         if components.lease_renew_interval is not None:
             options["lease_renew_interval"] = components.lease_renew_interval
         await run_agent(client, stop, services=[node_server], **options)
@@ -148,7 +188,9 @@ async def _serve(
             _write_private(token_file, await server.issue_admin_token())
         if components is not None:
             for name, run in _component_runners(server, components).items():
-                component = await component_client(server, name)
+                component = await component_client(
+                    server, name, node_name=components.agent_node_name
+                )
                 clients.append(component)
                 tasks.append(asyncio.create_task(run(component, stop), name=name))
         if context:

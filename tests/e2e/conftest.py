@@ -127,7 +127,8 @@ class Platform:
 
     def start_agent(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
         """``kumo agent`` for node ``name`` with storage of its own (base images shared
-        read-only from this machine's default storage) and its own port ranges."""
+        read-only from this machine's default storage) and its own port ranges, acting as
+        ``system:node:<name>`` (a token from ``kumo admin token create --component node``)."""
         config = load(self.config_path)
         assert config.ca_data is not None
         ca_file = self.root / "ca.crt"
@@ -158,7 +159,11 @@ class Platform:
             "2",
             *extra,
         ]
-        env = dict(self.env(), KUMO_AGENT_TOKEN=config.token or "")
+        # the node's own identity (system:node:<name>), as an administrator mints it
+        token = self.kumo(
+            "admin", "token", "create", "--component", "node", "--node-name", name
+        ).stdout.strip()
+        env = dict(self.env(), KUMO_AGENT_TOKEN=token)
         with (self.root / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO

@@ -237,3 +237,24 @@ def test_the_pods_of_a_lost_node_come_back_on_another(platform: Platform) -> Non
     nodes = platform.kumo("get", "nodes", "--no-headers").stdout
     assert any(line.split()[:2] == [other, "NotReady"] for line in nodes.splitlines()), nodes
     print(f"pods back on {platform.node} {took:.1f}s after {other} was lost")
+
+
+def test_no_component_was_refused_anything(platform: Platform) -> None:
+    """The components ran as their own least-privilege users, never system:masters (the
+    scheduler, the controllers, the gateway, each node agent), and through everything above
+    the API server refused none of their requests."""
+    audit = platform.root / "data" / "audit.log"
+    records = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+    component_users = ("system:kube-", "system:node:", "system:kumo:")
+    ours = [r for r in records if str(r.get("user", "")).startswith(component_users)]
+    writers = {r["user"] for r in ours}
+    assert {
+        "system:kube-scheduler",
+        "system:kube-controller-manager",
+        f"system:node:{platform.node}",
+    } <= writers, writers
+    assert all("system:masters" not in (r.get("groups") or []) for r in ours)
+    refused = [r for r in ours if r.get("code") in (401, 403)]
+    assert refused == []
+    log = platform.log_path.read_text(errors="replace").lower()
+    assert "forbidden" not in log

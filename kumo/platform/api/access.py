@@ -12,7 +12,9 @@ policy, escalation prevention and the audit log, set up together.
   reconciles them.
 - Escalation prevention (an admission step): creating or changing a Role/ClusterRole needs
   every rule in it (or ``escalate`` on it); a RoleBinding/ClusterRoleBinding needs the
-  referenced role's rules where the binding applies (or ``bind`` on that role).
+  referenced role's rules where the binding applies (or ``bind`` on that role). Only an
+  update that changes nothing but ownerReferences and finalizers (the garbage collector's)
+  goes unchecked.
 """
 
 from __future__ import annotations
@@ -102,6 +104,20 @@ def _escalation_error(
     )
 
 
+# What the garbage collector (and a finalizer's owner) changes: an update of a role or binding
+# that changes nothing else needs no escalation check (Kubernetes' IsOnlyMutatingGCFields).
+# Any other change (subjects, labels that aggregate a role, rules) is checked in full.
+_GC_FIELDS = frozenset({"ownerReferences", "finalizers", "resourceVersion", "managedFields"})
+
+
+def only_gc_fields_changed(obj: dict[str, Any], old: dict[str, Any]) -> bool:
+    def rest(o: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (o.get("metadata") or {}).items() if k not in _GC_FIELDS}
+        return {**o, "metadata": meta}
+
+    return rest(obj) == rest(old)
+
+
 class EscalationCheck:
     """The admission step that keeps anyone from granting what they do not hold."""
 
@@ -161,7 +177,7 @@ class EscalationCheck:
                 "privileges to use the aggregationRule",
                 details={"name": name, "group": info.group, "kind": info.plural},
             )
-        if old is not None and (old.get("rules") or []) == (obj.get("rules") or []):
+        if old is not None and only_gc_fields_changed(obj, old):
             return
         if await self._allowed(escalate):
             return
@@ -181,7 +197,7 @@ class EscalationCheck:
         name: str,
     ) -> None:
         ref = obj.get("roleRef") or {}
-        if old is not None and old.get("roleRef") == ref:
+        if old is not None and only_gc_fields_changed(obj, old):
             return
         kind, role_name = str(ref.get("kind", "")), str(ref.get("name", ""))
         bind = Attributes(

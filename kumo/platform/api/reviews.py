@@ -39,6 +39,7 @@ from kumo.model.meta import now_rfc3339
 from kumo.platform.api import admission, discovery
 from kumo.platform.api.app import ApiState
 from kumo.platform.api.errors import ApiError, bad_request, invalid
+from kumo.platform.api.noderestriction import check_token_request
 from kumo.platform.api.resources import read_body
 
 if TYPE_CHECKING:
@@ -347,7 +348,7 @@ async def token_request(request: Request) -> Response:
     kind = "TokenRequest"
     namespace = str(request.path_params["namespace"])
     name = str(request.path_params["name"])
-    await _caller(
+    user = await _caller(
         request,
         "create",
         "",
@@ -373,6 +374,7 @@ async def token_request(request: Request) -> Response:
             details={"name": name, "kind": "serviceaccounts"},
         )
     pod: BoundPod | None = None
+    bound_pod: dict[str, Any] | None = None
     bound = spec.get("boundObjectRef")
     if bound is not None:
         if not isinstance(bound, dict):
@@ -414,7 +416,9 @@ async def token_request(request: Request) -> Response:
                 f' serviceaccount name "{pod_account}"'
             )
         pod = BoundPod(pod_name, str(pod_meta.get("uid") or ""))
+        bound_pod = entry.obj
         spec["boundObjectRef"] = {**bound, "apiVersion": "v1", "uid": pod.uid}
+    check_token_request(user, name, bound_pod)  # NodeRestriction: pods on the node only
     uid = str((account.obj.get("metadata") or {}).get("uid") or "")
     token, expires = access.signer.issue(
         namespace, name, uid, audiences=audiences, seconds=seconds, pod=pod

@@ -22,7 +22,7 @@ import pytest
 
 from kumo.client import AsyncClient
 from kumo.platform.scheduler import LeaderElector, run_scheduler
-from tests.conftest import REPO, ApiServerFactory, ApiServerProcess
+from tests.conftest import REPO, ApiServerFactory, ApiServerProcess, component_config
 
 Obj = dict[str, Any]
 NS = "sched"
@@ -89,15 +89,18 @@ WEB_ANTI = {
 
 @contextlib.asynccontextmanager
 async def running_scheduler(client: AsyncClient, **options: Any) -> AsyncIterator[None]:
+    """The scheduler, acting as its own identity (system:kube-scheduler) on ``client``'s
+    server, as ``kumo up`` runs it."""
     stop = asyncio.Event()
     options.setdefault("initial_backoff", 0.2)
     options.setdefault("max_backoff", 1.0)
-    task = asyncio.create_task(run_scheduler(client, stop, **options))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+    async with AsyncClient(component_config(client.config, "scheduler")) as own:
+        task = asyncio.create_task(run_scheduler(own, stop, **options))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
 
 
 async def pod_outcome(client: AsyncClient, name: str) -> tuple[str, Obj | None]:
@@ -365,14 +368,14 @@ async def test_scheduler_with_leader_election_takes_the_lease_and_schedules(
     assert lease_info is not None
     async with AsyncClient(server.client_config("default")) as client:
         await client.create_raw(node_obj("solo", "2", "2Gi", {}))
-        async with running_scheduler(client, leader_elect=True, lease_name="kumo-scheduler-test"):
+        async with running_scheduler(client, leader_elect=True, lease_name="kumo-scheduler"):
             await client.create_raw(pod_obj("p", namespace="default"))
             node, _ = await pod_outcome_in(client, "p", "default")
             assert node == "solo"
-            lease = await client.get_raw(lease_info, "kumo-scheduler-test", "kube-system")
+            lease = await client.get_raw(lease_info, "kumo-scheduler", "kube-system")
             assert lease["spec"]["holderIdentity"]
         # Stopping releases the lease for the next scheduler.
-        lease = await client.get_raw(lease_info, "kumo-scheduler-test", "kube-system")
+        lease = await client.get_raw(lease_info, "kumo-scheduler", "kube-system")
         assert lease["spec"]["holderIdentity"] == ""
 
 
