@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 from typing import Any
 
 import click
 
+from kumo.cli.component import stop_on_signals
 from kumo.client import AsyncClient, ClientConfig
 from kumo.client.config import ConfigError, load
 from kumo.node import run_agent
@@ -51,10 +51,7 @@ def _client_config(
 
 
 async def _run(config: ClientConfig, options: dict[str, Any]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     if not config.ca_data:
         raise click.UsageError(
             "the agent needs the cluster CA (--ca-file, or a client config that has it): its "

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from kumo.client import AsyncClient, ConfigError
-from kumo.client.config import load
+from kumo.cli.component import component_client
 from kumo.platform.controllers import CONTROLLERS, run_controllers
 
 
@@ -28,15 +26,7 @@ def _names(value: str) -> list[str] | None:
 
 
 async def _run(names: list[str] | None, context: str | None) -> None:
-    try:
-        config = load(context=context)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with AsyncClient(config, user_agent="kumo-controllers") as client:
+    async with component_client(context, "kumo-controllers") as (client, stop):
         await run_controllers(client, stop, names)
 
 

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import Any
 
 import click
 
-from kumo.client import AsyncClient, ConfigError
-from kumo.client.config import load
+from kumo.cli.component import component_client
 from kumo.platform.gateway import DEFAULT_METRICS_PORT, DEFAULT_PORT, Gateway, GatewayOptions
 
 
 async def _run(options: GatewayOptions, context: str | None) -> None:
-    try:
-        config = load(context=context)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with AsyncClient(config, user_agent="kumo-gateway") as client:
+    async with component_client(context, "kumo-gateway") as (client, stop):
         gateway = Gateway(client, options)
         try:
             await gateway.start()

@@ -300,6 +300,35 @@ def _age(obj: Obj) -> str:
     return age(_meta(obj).get("creationTimestamp"))
 
 
+# The -o wide columns of the kinds that run pods from a template (ReplicaSet, Deployment, Job).
+_TEMPLATE_WIDE: list[Column] = [
+    ("CONTAINERS", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[0]),
+    ("IMAGES", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[1]),
+    ("SELECTOR", lambda o: selector_text(_spec(o).get("selector"))),
+]
+
+# kubectl prints Roles and ClusterRoles alike, and so RoleBindings and ClusterRoleBindings.
+_ROLE_COLUMNS: tuple[list[Column], list[Column]] = (
+    [("NAME", _name), ("CREATED AT", lambda o: str(_meta(o).get("creationTimestamp", "")))],
+    [],
+)
+_BINDING_COLUMNS: tuple[list[Column], list[Column]] = (
+    [
+        ("NAME", _name),
+        (
+            "ROLE",
+            lambda o: f"{o.get('roleRef', {}).get('kind')}/{o.get('roleRef', {}).get('name')}",
+        ),
+        ("AGE", _age),
+    ],
+    [
+        ("USERS", lambda o: _subjects(o, "User")),
+        ("GROUPS", lambda o: _subjects(o, "Group")),
+        ("SERVICEACCOUNTS", lambda o: _subjects(o, "ServiceAccount")),
+    ],
+)
+
+
 COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Namespace": (
         [("NAME", _name), ("STATUS", lambda o: str(_status(o).get("phase", ""))), ("AGE", _age)],
@@ -436,11 +465,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("READY", lambda o: str(_status(o).get("readyReplicas", 0))),
             ("AGE", _age),
         ],
-        [
-            ("CONTAINERS", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[0]),
-            ("IMAGES", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[1]),
-            ("SELECTOR", lambda o: selector_text(_spec(o).get("selector"))),
-        ],
+        _TEMPLATE_WIDE,
     ),
     "Deployment": (
         [
@@ -453,11 +478,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("AVAILABLE", lambda o: str(_status(o).get("availableReplicas", 0))),
             ("AGE", _age),
         ],
-        [
-            ("CONTAINERS", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[0]),
-            ("IMAGES", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[1]),
-            ("SELECTOR", lambda o: selector_text(_spec(o).get("selector"))),
-        ],
+        _TEMPLATE_WIDE,
     ),
     "Job": (
         [
@@ -470,11 +491,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
             ("DURATION", _job_duration),
             ("AGE", _age),
         ],
-        [
-            ("CONTAINERS", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[0]),
-            ("IMAGES", lambda o: _containers(_spec(o).get("template", {}).get("spec", {}))[1]),
-            ("SELECTOR", lambda o: selector_text(_spec(o).get("selector"))),
-        ],
+        _TEMPLATE_WIDE,
     ),
     "Lease": (
         [
@@ -484,44 +501,10 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
         [],
     ),
-    "Role": (
-        [("NAME", _name), ("CREATED AT", lambda o: str(_meta(o).get("creationTimestamp", "")))],
-        [],
-    ),
-    "ClusterRole": (
-        [("NAME", _name), ("CREATED AT", lambda o: str(_meta(o).get("creationTimestamp", "")))],
-        [],
-    ),
-    "RoleBinding": (
-        [
-            ("NAME", _name),
-            (
-                "ROLE",
-                lambda o: f"{o.get('roleRef', {}).get('kind')}/{o.get('roleRef', {}).get('name')}",
-            ),
-            ("AGE", _age),
-        ],
-        [
-            ("USERS", lambda o: _subjects(o, "User")),
-            ("GROUPS", lambda o: _subjects(o, "Group")),
-            ("SERVICEACCOUNTS", lambda o: _subjects(o, "ServiceAccount")),
-        ],
-    ),
-    "ClusterRoleBinding": (
-        [
-            ("NAME", _name),
-            (
-                "ROLE",
-                lambda o: f"{o.get('roleRef', {}).get('kind')}/{o.get('roleRef', {}).get('name')}",
-            ),
-            ("AGE", _age),
-        ],
-        [
-            ("USERS", lambda o: _subjects(o, "User")),
-            ("GROUPS", lambda o: _subjects(o, "Group")),
-            ("SERVICEACCOUNTS", lambda o: _subjects(o, "ServiceAccount")),
-        ],
-    ),
+    "Role": _ROLE_COLUMNS,
+    "ClusterRole": _ROLE_COLUMNS,
+    "RoleBinding": _BINDING_COLUMNS,
+    "ClusterRoleBinding": _BINDING_COLUMNS,
     "HorizontalPodAutoscaler": (
         [
             ("NAME", _name),

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import click
 
-from kumo.client import AsyncClient, ConfigError
-from kumo.client.config import load
+from kumo.cli.component import component_client
 from kumo.platform.scheduler import run_scheduler
 
 
 async def _run(context: str | None, **options: object) -> None:
-    try:
-        config = load(context=context)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with AsyncClient(config, user_agent="kumo-scheduler") as client:
+    async with component_client(context, "kumo-scheduler") as (client, stop):
         await run_scheduler(client, stop, **options)
 
 

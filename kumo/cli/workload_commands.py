@@ -14,7 +14,13 @@ import click
 import httpx
 
 from kumo.cli import printers
-from kumo.cli.resource_commands import handles_errors, make_client, namespace_option, resolve_kind
+from kumo.cli.resource_commands import (
+    F,
+    handles_errors,
+    make_client,
+    namespace_option,
+    resolve_kind,
+)
 from kumo.client import ApiException, Client
 from kumo.client.client import JSON_PATCH
 from kumo.model.registry import ResourceInfo, resolve
@@ -75,6 +81,12 @@ def target(
     return info, name
 
 
+def target_options(func: F) -> F:
+    """The ``KIND/NAME`` (or ``KIND NAME``) arguments and ``-n/--namespace`` of a verb that
+    acts on named objects (read by ``target``)."""
+    return click.argument("args", nargs=-1, required=True)(namespace_option(func))
+
+
 def qualified(info: ResourceInfo, name: str) -> str:
     return f"{info.kind_group}/{name}"
 
@@ -97,8 +109,7 @@ def rollout() -> None:
 
 
 @rollout.command("status")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.option(
     "-w",
     "--watch",
@@ -213,8 +224,7 @@ def _pairs(values: dict[str, str]) -> str:
 
 
 @rollout.command("history")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.option("--revision", type=int, default=0, help="Show the pod template of this revision.")
 @click.pass_context
 @handles_errors
@@ -243,8 +253,7 @@ def rollout_history(
 
 
 @rollout.command("undo")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.option(
     "--to-revision", type=int, default=0, help="The revision to go back to (0: previous)."
 )
@@ -297,8 +306,7 @@ def _set_paused(
 
 
 @rollout.command("pause")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.pass_context
 @handles_errors
 def rollout_pause(ctx: click.Context, args: tuple[str, ...], namespace: str | None) -> None:
@@ -307,8 +315,7 @@ def rollout_pause(ctx: click.Context, args: tuple[str, ...], namespace: str | No
 
 
 @rollout.command("resume")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.pass_context
 @handles_errors
 def rollout_resume(ctx: click.Context, args: tuple[str, ...], namespace: str | None) -> None:
@@ -317,8 +324,7 @@ def rollout_resume(ctx: click.Context, args: tuple[str, ...], namespace: str | N
 
 
 @rollout.command("restart")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.pass_context
 @handles_errors
 def rollout_restart(ctx: click.Context, args: tuple[str, ...], namespace: str | None) -> None:
@@ -342,8 +348,7 @@ def rollout_restart(ctx: click.Context, args: tuple[str, ...], namespace: str | 
 
 
 @click.command("scale")
-@click.argument("args", nargs=-1, required=True)
-@namespace_option
+@target_options
 @click.option("--replicas", type=int, required=True, help="The new number of replicas.")
 @click.option(
     "--current-replicas",

@@ -210,6 +210,27 @@ def _apply_target(manifest: dict[str, Any], namespace: str) -> tuple[ResourceInf
     return info, name, ns
 
 
+def _http_options(config: ClientConfig, user_agent: str, timeout: float) -> dict[str, Any]:
+    """The httpx client settings ``AsyncClient`` and ``Client`` share."""
+    return {
+        "base_url": config.server,
+        "headers": [
+            ("User-Agent", user_agent),
+            ("Accept", "application/json"),
+            *config.auth_headers(),
+        ],
+        "verify": config.ssl_context(),
+        "timeout": httpx.Timeout(timeout, connect=10.0),
+    }
+
+
+def _encode_body(body: Any, content_type: str) -> tuple[bytes | None, dict[str, str] | None]:
+    """A request body as JSON bytes, with its Content-Type header (neither for no body)."""
+    if body is None:
+        return None, None
+    return json.dumps(body).encode(), {"Content-Type": content_type}
+
+
 class AsyncClient:
     def __init__(
         self,
@@ -220,16 +241,8 @@ class AsyncClient:
         user_agent: str = "kumo-client",
     ) -> None:
         self.config = config or load()
-        headers = [
-            ("User-Agent", user_agent),
-            ("Accept", "application/json"),
-            *self.config.auth_headers(),
-        ]
         self._http = httpx.AsyncClient(
-            base_url=self.config.server,
-            headers=headers,
-            verify=self.config.ssl_context(),
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            **_http_options(self.config, user_agent, timeout),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         )
         self.on_warning = on_warning
@@ -257,8 +270,7 @@ class AsyncClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> httpx.Response:
-        content = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": content_type} if content is not None else None
+        content, headers = _encode_body(body, content_type)
         response = await self._http.request(
             method, path, params=params, content=content, headers=headers
         )
@@ -555,17 +567,7 @@ class Client:
         user_agent: str = "kumo-cli",
     ) -> None:
         self.config = config or load()
-        headers = [
-            ("User-Agent", user_agent),
-            ("Accept", "application/json"),
-            *self.config.auth_headers(),
-        ]
-        self._http = httpx.Client(
-            base_url=self.config.server,
-            headers=headers,
-            verify=self.config.ssl_context(),
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
+        self._http = httpx.Client(**_http_options(self.config, user_agent, timeout))
         self._timeout = timeout
         self.on_warning = on_warning
 
@@ -591,8 +593,7 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
     ) -> httpx.Response:
-        content = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": content_type} if content is not None else None
+        content, headers = _encode_body(body, content_type)
         response = self._http.request(method, path, params=params, content=content, headers=headers)
         if self.on_warning:
             for warning in _warnings(response):

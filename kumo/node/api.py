@@ -316,16 +316,21 @@ class ClientNodeApi:
             raise PodGone(pod.metadata.name or "")
         return current
 
+    async def _delete_current(self, pod: Pod) -> None:
+        """Delete the pod at its current resourceVersion (PodGone when it is gone or was
+        replaced by another of the same name)."""
+        current = await self._current(pod)
+        await self.client.delete_raw(
+            POD,
+            pod.metadata.name or "",
+            pod.metadata.namespace,
+            grace_period=0,
+            resource_version=current.metadata.resource_version,
+        )
+
     async def delete_pod(self, pod: Pod) -> None:
         try:
-            current = await self._current(pod)
-            await self.client.delete_raw(
-                POD,
-                pod.metadata.name or "",
-                pod.metadata.namespace,
-                grace_period=0,
-                resource_version=current.metadata.resource_version,
-            )
+            await self._delete_current(pod)
         except PodGone:
             return
         except ApiException as err:
@@ -334,14 +339,7 @@ class ClientNodeApi:
             if err.conflict:
                 # Changed in between (a status write, a label): try once more.
                 with contextlib.suppress(PodGone):
-                    current = await self._current(pod)
-                    await self.client.delete_raw(
-                        POD,
-                        pod.metadata.name or "",
-                        pod.metadata.namespace,
-                        grace_period=0,
-                        resource_version=current.metadata.resource_version,
-                    )
+                    await self._delete_current(pod)
                 return
             raise
 

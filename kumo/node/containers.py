@@ -109,6 +109,45 @@ async def _secret(api: NodeApi, namespace: str, name: str, ctx: EnvContext) -> S
     return ctx.secrets[name]
 
 
+async def _config_map_data(
+    api: NodeApi, namespace: str, name: str | None, optional: bool | None, ctx: EnvContext
+) -> dict[str, str] | None:
+    """The data of a ConfigMap an env source names; None when it is missing but optional."""
+    config_map = await _config_map(api, namespace, name or "", ctx)
+    if config_map is None:
+        if optional:
+            return None
+        raise ConfigError(f'configmap "{name}" not found')
+    return dict(config_map.data or {})
+
+
+async def _secret_data(
+    api: NodeApi, namespace: str, name: str | None, optional: bool | None, ctx: EnvContext
+) -> dict[str, str] | None:
+    """The decoded data of a Secret an env source names; None when it is missing but
+    optional."""
+    secret = await _secret(api, namespace, name or "", ctx)
+    if secret is None:
+        if optional:
+            return None
+        raise ConfigError(f'secret "{name}" not found')
+    return {k: v.decode(errors="replace") for k, v in secret.decoded().items()}
+
+
+def _key_value(
+    data: dict[str, str] | None, key: str, optional: bool | None, what: str
+) -> str | None:
+    """``data[key]`` for a key reference into ``what``; None when there is nothing to set
+    (``data`` is None, or the key is missing but optional)."""
+    if data is None:
+        return None
+    if key not in data:
+        if optional:
+            return None
+        raise ConfigError(f"couldn't find key {key} in {what}")
+    return data[key]
+
+
 def _field_value(pod: Pod, path: str, ctx: EnvContext) -> str:
     meta = pod.metadata
     simple = {
@@ -205,21 +244,13 @@ async def resolve_env(
         prefix = source.prefix or ""
         if source.config_map_ref is not None:
             ref = source.config_map_ref
-            config_map = await _config_map(api, namespace, ref.name or "", ctx)
-            if config_map is None:
-                if ref.optional:
-                    continue
-                raise ConfigError(f'configmap "{ref.name}" not found')
-            items = dict(config_map.data or {})
+            items = await _config_map_data(api, namespace, ref.name, ref.optional, ctx)
         elif source.secret_ref is not None:
             sref = source.secret_ref
-            secret = await _secret(api, namespace, sref.name or "", ctx)
-            if secret is None:
-                if sref.optional:
-                    continue
-                raise ConfigError(f'secret "{sref.name}" not found')
-            items = {k: v.decode(errors="replace") for k, v in secret.decoded().items()}
+            items = await _secret_data(api, namespace, sref.name, sref.optional, ctx)
         else:
+            continue
+        if items is None:
             continue
         for key, value in items.items():
             if _ENV_NAME.match(prefix + key):
@@ -231,33 +262,18 @@ async def resolve_env(
         source_of = var.value_from
         if source_of.config_map_key_ref is not None:
             key_ref = source_of.config_map_key_ref
-            config_map = await _config_map(api, namespace, key_ref.name or "", ctx)
-            if config_map is None:
-                if key_ref.optional:
-                    continue
-                raise ConfigError(f'configmap "{key_ref.name}" not found')
-            if key_ref.key not in (config_map.data or {}):
-                if key_ref.optional:
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {key_ref.key} in ConfigMap {namespace}/{key_ref.name}"
-                )
-            env[var.name] = (config_map.data or {})[key_ref.key]
+            data = await _config_map_data(api, namespace, key_ref.name, key_ref.optional, ctx)
+            what = f"ConfigMap {namespace}/{key_ref.name}"
+            found = _key_value(data, key_ref.key, key_ref.optional, what)
+            if found is not None:
+                env[var.name] = found
         elif source_of.secret_key_ref is not None:
             key_ref = source_of.secret_key_ref
-            secret = await _secret(api, namespace, key_ref.name or "", ctx)
-            if secret is None:
-                if key_ref.optional:
-                    continue
-                raise ConfigError(f'secret "{key_ref.name}" not found')
-            decoded = secret.decoded()
-            if key_ref.key not in decoded:
-                if key_ref.optional:
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {key_ref.key} in Secret {namespace}/{key_ref.name}"
-                )
-            env[var.name] = decoded[key_ref.key].decode(errors="replace")
+            data = await _secret_data(api, namespace, key_ref.name, key_ref.optional, ctx)
+            what = f"Secret {namespace}/{key_ref.name}"
+            found = _key_value(data, key_ref.key, key_ref.optional, what)
+            if found is not None:
+                env[var.name] = found
         elif source_of.field_ref is not None:
             env[var.name] = _field_value(pod, source_of.field_ref.field_path, ctx)
         elif source_of.resource_field_ref is not None:

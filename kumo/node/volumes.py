@@ -45,13 +45,11 @@ from pathlib import Path
 
 from kumo.client import ApiException
 from kumo.model.core import (
-    ConfigMapVolumeSource,
     Container,
     DownwardAPIVolumeFile,
     KeyToPath,
     Pod,
     ProjectedVolumeSource,
-    SecretVolumeSource,
     ServiceAccountTokenProjection,
     Volume,
 )
@@ -413,28 +411,25 @@ class VolumeManager:
             await asyncio.to_thread(check_host_path, source.path, source.type or "")
             return PreparedVolume(volume.name, host_path=source.path)
         if volume.config_map is not None:
-            payload = await self._config_map_payload(namespace, volume.config_map)
-            path = self._volume_dir(uid, "configmap", volume.name)
-            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
-            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+            cm = volume.config_map
+            payload = await self._config_map_payload(
+                namespace, cm.name, cm.items, cm.default_mode, cm.optional
+            )
+            return await self._write_volume(pod, "configmap", volume.name, payload)
         if volume.secret is not None:
-            payload = await self._secret_payload(namespace, volume.secret)
-            path = self._volume_dir(uid, "secret", volume.name)
-            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
-            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+            secret = volume.secret
+            payload = await self._secret_payload(
+                namespace, secret.secret_name, secret.items, secret.default_mode, secret.optional
+            )
+            return await self._write_volume(pod, "secret", volume.name, payload)
         if volume.downward_api is not None:
             downward = volume.downward_api
             mode = downward.default_mode if downward.default_mode is not None else 0o644
             payload = downward_payload(pod, downward.items or [], mode, self._env_context())
-            path = self._volume_dir(uid, "downward-api", volume.name)
-            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
-            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+            return await self._write_volume(pod, "downward-api", volume.name, payload)
         if volume.projected is not None:
-            path = self._volume_dir(uid, "projected", volume.name)
             payload = await self._projected_payload(pod, volume.name, volume.projected)
-            await asyncio.to_thread(self._ensure_tmpfs, path)
-            await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
-            return PreparedVolume(volume.name, host_path=str(path), read_only=True)
+            return await self._write_volume(pod, "projected", volume.name, payload, tmpfs=True)
         if volume.persistent_volume_claim is not None:
             claim = volume.persistent_volume_claim
             name = pvc_volume_name(namespace, claim.claim_name)
@@ -481,27 +476,13 @@ class VolumeManager:
             if projection.secret is not None:
                 ref = projection.secret
                 payload.update(
-                    await self._secret_payload(
-                        namespace,
-                        SecretVolumeSource(
-                            secret_name=ref.name,
-                            items=ref.items,
-                            default_mode=mode,
-                            optional=ref.optional,
-                        ),
-                    )
+                    await self._secret_payload(namespace, ref.name, ref.items, mode, ref.optional)
                 )
             elif projection.config_map is not None:
                 cref = projection.config_map
                 payload.update(
                     await self._config_map_payload(
-                        namespace,
-                        ConfigMapVolumeSource(
-                            name=cref.name,
-                            items=cref.items,
-                            default_mode=mode,
-                            optional=cref.optional,
-                        ),
+                        namespace, cref.name, cref.items, mode, cref.optional
                     )
                 )
             elif projection.downward_api is not None:
@@ -556,35 +537,64 @@ class VolumeManager:
         context = pod.spec.security_context
         return context.fs_group if context is not None else None
 
+    async def _write_volume(
+        self,
+        pod: Pod,
+        kind: str,
+        name: str,
+        payload: dict[str, tuple[bytes, int]],
+        *,
+        tmpfs: bool = False,
+    ) -> PreparedVolume:
+        """Write ``payload`` as the files of the pod's read-only volume ``name`` (on a tmpfs
+        where asked and possible)."""
+        path = self._volume_dir(pod.metadata.uid or "", kind, name)
+        if tmpfs:
+            await asyncio.to_thread(self._ensure_tmpfs, path)
+        await asyncio.to_thread(write_atomic, path, payload, group=self._fs_group(pod))
+        return PreparedVolume(name, host_path=str(path), read_only=True)
+
     async def _config_map_payload(
-        self, namespace: str, source: ConfigMapVolumeSource
+        self,
+        namespace: str,
+        name: str | None,
+        items: list[KeyToPath] | None,
+        default_mode: int | None,
+        optional: bool | None,
     ) -> dict[str, tuple[bytes, int]]:
-        name = source.name or ""
+        """The files of a configMap volume or projection (``default_mode`` 0644 when None)."""
+        name = name or ""
         config_map = await self.api.get_config_map(namespace, name)
-        mode = source.default_mode if source.default_mode is not None else 0o644
+        mode = default_mode if default_mode is not None else 0o644
         if config_map is None:
-            if source.optional:
+            if optional:
                 return {}
             raise VolumeError(f'configmap "{name}" not found')
         data = {k: v.encode() for k, v in (config_map.data or {}).items()}
         data.update({k: _decode_b64(v) for k, v in (config_map.binary_data or {}).items()})
-        return _project(data, source.items, mode, bool(source.optional), f"configmap {name}")
+        return _project(data, items, mode, bool(optional), f"configmap {name}")
 
     async def _secret_payload(
-        self, namespace: str, source: SecretVolumeSource
+        self,
+        namespace: str,
+        name: str | None,
+        items: list[KeyToPath] | None,
+        default_mode: int | None,
+        optional: bool | None,
     ) -> dict[str, tuple[bytes, int]]:
-        name = source.secret_name or ""
+        """The files of a secret volume or projection (``default_mode`` 0400 when None)."""
+        name = name or ""
         secret = await self.api.get_secret(namespace, name)
-        mode = source.default_mode if source.default_mode is not None else 0o400
+        mode = default_mode if default_mode is not None else 0o400
         if secret is None:
-            if source.optional:
+            if optional:
                 return {}
             raise VolumeError(f'secret "{name}" not found')
         try:
             data = secret.decoded()
         except (binascii.Error, ValueError) as err:
             raise VolumeError(f"secret {name} holds invalid base64 data") from err
-        return _project(data, source.items, mode, bool(source.optional), f"secret {name}")
+        return _project(data, items, mode, bool(optional), f"secret {name}")
 
     # ---- mounts -------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from kumo.model.coordination import Lease
 from kumo.model.core import ConfigMap, Event, Node, Pod
 from kumo.model.registry import for_model
 from kumo.node.runtime.podman import default_containers_conf
-from tests.conftest import KUMO, REPO, ApiServerProcess, free_port
+from tests.conftest import KUMO, REPO, ApiServerProcess, component_config, free_port
 
 Obj = dict[str, Any]
 POD = for_model(Pod)
@@ -189,7 +189,9 @@ class AgentProcess:
     def start(self, within: float = 40.0) -> None:
         """Start and wait until the agent has (re)registered: its Lease renewed after now."""
         assert self.process is None or self.process.poll() is not None, "already running"
-        env = dict(os.environ, KUMO_AGENT_TOKEN=self.server.token)
+        # the agent acts as its node (system:node:<name> in system:nodes), not as the admin
+        node = component_config(self.server.client_config(), "node", self.name)
+        env = dict(os.environ, KUMO_AGENT_TOKEN=node.token or "")
         env.pop("KUMOCONFIG", None)
         began = micro_now()
         with self.log_path.open("ab") as log:

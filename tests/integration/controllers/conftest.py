@@ -13,29 +13,42 @@ from typing import Any
 import pytest
 
 from kumo.client import AsyncClient
-from kumo.platform.controllers import ControllerManager, select
+from kumo.platform.controllers import ControllerFactory, ControllerManager, select
+from tests.conftest import component_config
 
 
 @contextlib.asynccontextmanager
 async def running_manager(
     client: AsyncClient, names: list[str] | None = None, **informer_options: Any
 ) -> AsyncIterator[ControllerManager]:
-    """The named controllers (all by default), started and synced; stopped on exit."""
-    informer_options.setdefault("max_backoff", 1.0)
-    manager = ControllerManager(client, select(names), **informer_options)
-    stop = asyncio.Event()
-    task = asyncio.create_task(manager.run(stop))
-    try:
-        waiting = asyncio.create_task(manager.wait_started())
-        await asyncio.wait({waiting, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if task.done():
-            task.result()
-        assert manager.started, "the controller manager did not start within 30 s"
+    """The named controllers (all by default), as ``running_controllers`` runs them."""
+    async with running_controllers(client, select(names), **informer_options) as manager:
         yield manager
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+
+
+@contextlib.asynccontextmanager
+async def running_controllers(
+    client: AsyncClient, factories: list[ControllerFactory], **informer_options: Any
+) -> AsyncIterator[ControllerManager]:
+    """The controllers of ``factories``, started and synced; stopped on exit. They act as
+    their own identity (system:kube-controller-manager) on ``client``'s server, as ``kumo
+    up`` runs them; ``max_backoff`` is 1 s unless given."""
+    informer_options.setdefault("max_backoff", 1.0)
+    async with AsyncClient(component_config(client.config, "controllers")) as own:
+        manager = ControllerManager(own, factories, **informer_options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(manager.run(stop))
+        try:
+            waiting = asyncio.create_task(manager.wait_started())
+            await asyncio.wait({waiting, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if task.done():
+                task.result()
+            assert manager.started, "the controller manager did not start within 30 s"
+            yield manager
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture

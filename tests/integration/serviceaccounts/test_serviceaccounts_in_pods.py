@@ -16,7 +16,7 @@ from kumo.client import ApiException, AsyncClient
 from kumo.model.core import ConfigMap, Pod, ServiceAccount
 from kumo.model.registry import for_model
 from tests.integration.agent.conftest import wait_pod
-from tests.integration.serviceaccounts.conftest import SACluster
+from tests.integration.services.conftest import Cluster
 
 Obj = dict[str, Any]
 POD = for_model(Pod)
@@ -76,7 +76,7 @@ async def _eventually_get(
         await asyncio.sleep(0.1)
 
 
-async def _namespace(cluster: SACluster, name: str) -> None:
+async def _namespace(cluster: Cluster, name: str) -> None:
     """A namespace, once the controllers gave it its default account and CA ConfigMap."""
     async with cluster.client(name) as client:
         await client.create_raw(
@@ -127,7 +127,7 @@ def _token_volume(pod: Obj) -> Obj:
     return dict(volumes[0])
 
 
-async def test_pod_lists_pods_with_its_token_and_is_denied_the_rest(sa_cluster: SACluster) -> None:
+async def test_pod_lists_pods_with_its_token_and_is_denied_the_rest(sa_cluster: Cluster) -> None:
     namespace = _ns("sa")
     await _namespace(sa_cluster, namespace)
     async with sa_cluster.client(namespace) as client:
@@ -195,7 +195,7 @@ async def test_pod_lists_pods_with_its_token_and_is_denied_the_rest(sa_cluster: 
     assert "k8s-files=ca.crt,namespace,token" in lines, logs
 
 
-async def test_no_token_when_automount_is_off(sa_cluster: SACluster) -> None:
+async def test_no_token_when_automount_is_off(sa_cluster: Cluster) -> None:
     namespace = _ns("noauto")
     await _namespace(sa_cluster, namespace)
     script = f"ls {MOUNT} 2>/dev/null; echo kumo=$?; ls {KUBERNETES_MOUNT} 2>/dev/null; echo k8s=$?"
@@ -217,7 +217,7 @@ async def test_no_token_when_automount_is_off(sa_cluster: SACluster) -> None:
     assert "k8s=0" not in lines and any(line.startswith("k8s=") for line in lines), logs
 
 
-async def test_pod_naming_a_missing_account_is_rejected(sa_cluster: SACluster) -> None:
+async def test_pod_naming_a_missing_account_is_rejected(sa_cluster: Cluster) -> None:
     namespace = _ns("ghost")
     await _namespace(sa_cluster, namespace)
     manifest = _pod("haunted", sa_cluster.node, BUSYBOX, ["true"], serviceAccountName="ghost")

@@ -6,12 +6,15 @@
   agent``, real Podman) that runs the service proxy and the cluster DNS for that CIDR.
   When the module ends everything is stopped and the test checks that no address of the
   CIDR is left on ``lo``.
+- ``running_cluster(root, controllers, *agent_args)``: such a cluster as a context manager
+  (the service-account tests run one with more controllers).
 - helpers: ``lo_addresses(cidr)``, ``wait_endpoints``, ``run_to_completion``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import random
@@ -95,19 +98,25 @@ class CidrApiServer(ApiServerProcess):
 
 
 class Controllers:
-    """``kumo controllers --controllers endpoints`` for ``server``."""
+    """``kumo controllers --controllers NAMES`` for ``server``."""
 
-    def __init__(self, server: ApiServerProcess, log_path: Path) -> None:
+    def __init__(self, server: ApiServerProcess, log_path: Path, names: str) -> None:
         env = dict(os.environ, KUMOCONFIG=str(server.kubeconfig_path))
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(KUMO), "controllers", "--controllers", "endpoints"],
+                [str(KUMO), "controllers", "--controllers", names],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=REPO,
             )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -127,23 +136,27 @@ class Cluster:
     dns_ip: str
     agent: AgentProcess
     agents: AgentFactory
+    controllers: Controllers
 
     def client(self, namespace: str = "default") -> AsyncClient:
         return AsyncClient(self.server.client_config(namespace))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("services")
+@contextlib.contextmanager
+def running_cluster(root: Path, controllers: str, *agent_args: str) -> Iterator[Cluster]:
+    """An API server with a random service CIDR of its own, ``kumo controllers --controllers
+    CONTROLLERS`` and a node agent (with ``agent_args``) running the service proxy and the
+    cluster DNS for that CIDR; all stopped on exit, which fails if the proxy left an
+    address of the CIDR on ``lo``."""
     network = ipaddress.ip_network(f"10.{random.randint(100, 103)}.{random.randint(0, 255)}.0/24")
     cidr = str(network)
     dns_ip = str(network[10])
     server = CidrApiServer(root / "api", cidr)
     server.start()
-    controllers: Controllers | None = None
+    running: Controllers | None = None
     agents = AgentFactory(server, root)
     try:
-        controllers = Controllers(server, root / "controllers.log")
+        running = Controllers(server, root / "controllers.log", controllers)
         agent = agents.start(
             "--service-proxy",
             "--service-cidr",
@@ -152,6 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             dns_ip,
             "--orphan-grace-period",
             "5",
+            *agent_args,
         )
         deadline = time.monotonic() + 30
         while dns_ip not in lo_addresses(cidr):
@@ -160,14 +174,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     f"the agent's service proxy did not add {dns_ip}:\n{agent.log_tail()}"
                 )
             time.sleep(0.1)
-        yield Cluster(server, agent.name, cidr, dns_ip, agent, agents)
+        yield Cluster(server, agent.name, cidr, dns_ip, agent, agents, running)
     finally:
         agents.close()
-        if controllers is not None:
-            controllers.stop()
+        if running is not None:
+            running.stop()
         server.stop()
     left = lo_addresses(cidr)
     assert not left, f"the service proxy left addresses on lo: {sorted(left)}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("services"), "endpoints") as running:
+        yield running
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -12,29 +12,16 @@ from typing import Any
 
 from kumo.model.registry import by_kind
 from tests.integration.workloads.conftest import start_controllers, wait_for
+from tests.integration.workloads.helpers import EVENT, POD, SERVICE
 
-POD = by_kind("v1", "Pod")
 QUOTA = by_kind("v1", "ResourceQuota")
 LIMITS = by_kind("v1", "LimitRange")
 SECRET = by_kind("v1", "Secret")
-EVENT = by_kind("v1", "Event")
 NAMESPACE = by_kind("v1", "Namespace")
-DEPLOYMENT = by_kind("apps/v1", "Deployment")
 CONFIGMAP = by_kind("v1", "ConfigMap")
-SERVICE = by_kind("v1", "Service")
-assert (
-    POD
-    and QUOTA
-    and LIMITS
-    and SECRET
-    and EVENT
-    and NAMESPACE
-    and DEPLOYMENT
-    and CONFIGMAP
-    and SERVICE
-)
+assert QUOTA and LIMITS and SECRET and NAMESPACE and CONFIGMAP
 
-__all__ = ["start_controllers", "wait_for"]
+__all__ = ["EVENT", "POD", "SERVICE", "start_controllers", "wait_for"]
 
 
 def pod(

@@ -29,7 +29,7 @@ import pytest
 from kumo.client import ApiException, AsyncClient
 from kumo.model.registry import by_kind
 from kumo.platform.controllers import CONTROLLERS, ControllerFactory, ControllerManager
-from tests.integration.controllers.conftest import eventually
+from tests.integration.controllers.conftest import eventually, running_controllers
 
 Obj = dict[str, Any]
 POD = by_kind("v1", "Pod")
@@ -418,20 +418,8 @@ async def running(
 ) -> AsyncIterator[ControllerManager]:
     factories = [CONTROLLERS[name] for name in names if name not in overrides]
     factories += list(overrides.values())
-    manager = ControllerManager(client, factories, max_backoff=1.0)
-    stop = asyncio.Event()
-    task = asyncio.create_task(manager.run(stop))
-    try:
-        waiting = asyncio.create_task(manager.wait_started())
-        await asyncio.wait({waiting, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if task.done():
-            task.result()
-        assert manager.started, "the controller manager did not start within 30 s"
+    async with running_controllers(client, factories) as manager:
         yield manager
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture

@@ -137,24 +137,30 @@ def pod(
     return obj
 
 
+def _pod_affinity(kind: str, labels: dict[str, str], topology_key: str, weight: int | None) -> Obj:
+    """``{kind: ...}`` with one term selecting ``labels`` over ``topology_key``: required, or
+    preferred with ``weight``."""
+    term: Obj = {"labelSelector": {"matchLabels": labels}, "topologyKey": topology_key}
+    if weight is None:
+        return {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    preferred = {"weight": weight, "podAffinityTerm": term}
+    return {kind: {"preferredDuringSchedulingIgnoredDuringExecution": [preferred]}}
+
+
 def anti_affinity(labels: dict[str, str], topology_key: str = "kubernetes.io/hostname") -> Obj:
-    return {
-        "podAntiAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": labels}, "topologyKey": topology_key}
-            ]
-        }
-    }
+    return _pod_affinity("podAntiAffinity", labels, topology_key, None)
 
 
 def pod_affinity(labels: dict[str, str], topology_key: str = "kubernetes.io/hostname") -> Obj:
-    return {
-        "podAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": labels}, "topologyKey": topology_key}
-            ]
-        }
-    }
+    return _pod_affinity("podAffinity", labels, topology_key, None)
+
+
+def preferred_anti_affinity(weight: int, labels: dict[str, str], topology_key: str) -> Obj:
+    return _pod_affinity("podAntiAffinity", labels, topology_key, weight)
+
+
+def preferred_pod_affinity(weight: int, labels: dict[str, str], topology_key: str) -> Obj:
+    return _pod_affinity("podAffinity", labels, topology_key, weight)
 
 
 def node_affinity_required(*terms: Obj) -> Obj:

@@ -207,6 +207,16 @@ def expr(key: str, operator: str, *values: str) -> Obj:
 AFFINITY_REASON = ("node(s) didn't match Pod's node affinity/selector",)
 LABELED = [node("n1", labels={"foo": "bar", "gpus": "4", "zone": "a"})]
 
+
+def requires(id: str, *terms: Obj, fits: bool = True) -> Case:
+    """NodeAffinity on LABELED for a pod that requires one of ``terms``; ``fits=False``
+    expects it refused with the affinity reason."""
+    incoming = pod("p", affinity=node_affinity_required(*terms))
+    if fits:
+        return Case(id, "NodeAffinity", incoming, LABELED)
+    return Case(id, "NodeAffinity", incoming, LABELED, code=UNRESOLVABLE, reasons=AFFINITY_REASON)
+
+
 NODE_AFFINITY = [
     Case("no selector", "NodeAffinity", pod("p"), LABELED),
     Case("nodeSelector matches", "NodeAffinity", pod("p", node_selector={"foo": "bar"}), LABELED),
@@ -218,120 +228,25 @@ NODE_AFFINITY = [
         code=UNRESOLVABLE,
         reasons=AFFINITY_REASON,
     ),
-    Case(
-        "In",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "In", "x", "bar")))),
-        LABELED,
-    ),
-    Case(
-        "In mismatch",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "In", "x")))),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
-        "NotIn",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "NotIn", "x")))),
-        LABELED,
-    ),
-    Case(
-        "NotIn mismatch",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "NotIn", "bar")))),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
-        "Exists",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "Exists")))),
-        LABELED,
-    ),
-    Case(
-        "DoesNotExist mismatch",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "DoesNotExist")))),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
-        "DoesNotExist",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("disk", "DoesNotExist")))),
-        LABELED,
-    ),
-    Case(
-        "Gt",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("gpus", "Gt", "3")))),
-        LABELED,
-    ),
-    Case(
-        "Gt mismatch",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("gpus", "Gt", "4")))),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
-        "Lt",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("gpus", "Lt", "5")))),
-        LABELED,
-    ),
-    Case(
-        "Lt on a non-integer label",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(expr("foo", "Lt", "5")))),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
+    requires("In", term(expr("foo", "In", "x", "bar"))),
+    requires("In mismatch", term(expr("foo", "In", "x")), fits=False),
+    requires("NotIn", term(expr("foo", "NotIn", "x"))),
+    requires("NotIn mismatch", term(expr("foo", "NotIn", "bar")), fits=False),
+    requires("Exists", term(expr("foo", "Exists"))),
+    requires("DoesNotExist mismatch", term(expr("foo", "DoesNotExist")), fits=False),
+    requires("DoesNotExist", term(expr("disk", "DoesNotExist"))),
+    requires("Gt", term(expr("gpus", "Gt", "3"))),
+    requires("Gt mismatch", term(expr("gpus", "Gt", "4")), fits=False),
+    requires("Lt", term(expr("gpus", "Lt", "5"))),
+    requires("Lt on a non-integer label", term(expr("foo", "Lt", "5")), fits=False),
+    requires(
         "expressions of a term are ANDed",
-        "NodeAffinity",
-        pod(
-            "p",
-            affinity=node_affinity_required(
-                term(expr("foo", "In", "bar"), expr("zone", "In", "b"))
-            ),
-        ),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
+        term(expr("foo", "In", "bar"), expr("zone", "In", "b")),
+        fits=False,
     ),
-    Case(
-        "terms are ORed",
-        "NodeAffinity",
-        pod(
-            "p",
-            affinity=node_affinity_required(
-                term(expr("zone", "In", "b")), term(expr("foo", "Exists"))
-            ),
-        ),
-        LABELED,
-    ),
-    Case(
-        "an empty term matches nothing",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required({})),
-        LABELED,
-        code=UNRESOLVABLE,
-        reasons=AFFINITY_REASON,
-    ),
-    Case(
-        "matchFields metadata.name",
-        "NodeAffinity",
-        pod("p", affinity=node_affinity_required(term(fields=[expr("metadata.name", "In", "n1")]))),
-        LABELED,
-    ),
+    requires("terms are ORed", term(expr("zone", "In", "b")), term(expr("foo", "Exists"))),
+    requires("an empty term matches nothing", {}, fits=False),
+    requires("matchFields metadata.name", term(fields=[expr("metadata.name", "In", "n1")])),
     Case(
         "matchFields metadata.name of another node",
         "NodeAffinity",

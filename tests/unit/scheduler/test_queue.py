@@ -8,7 +8,13 @@ import pytest
 
 from kumo.platform.scheduler.framework import ASSIGNED_POD_DELETE, NODE_ADD, NODE_UPDATE_LABEL
 from kumo.platform.scheduler.podinfo import PodInfo
-from kumo.platform.scheduler.queue import ACTIVE, BACKOFF, UNSCHEDULABLE, SchedulingQueue
+from kumo.platform.scheduler.queue import (
+    ACTIVE,
+    BACKOFF,
+    UNSCHEDULABLE,
+    QueuedPodInfo,
+    SchedulingQueue,
+)
 from tests.unit.scheduler.builders import pod
 
 
@@ -33,6 +39,16 @@ def make_queue(clock: Clock, **kwargs: float) -> SchedulingQueue:
 
 def info(name: str, priority: int | None = None) -> PodInfo:
     return PodInfo(pod(name, priority=priority))
+
+
+def first_attempt(**kwargs: float) -> tuple[Clock, SchedulingQueue, QueuedPodInfo]:
+    """A queue on a fake clock that has handed out its one pod, "a", for a first attempt."""
+    clock = Clock()
+    queue = make_queue(clock, **kwargs)
+    queue.add(info("a"))
+    qpi = queue.pop_nowait()
+    assert qpi is not None
+    return clock, queue, qpi
 
 
 def drain(queue: SchedulingQueue) -> list[str]:
@@ -60,11 +76,8 @@ def test_backoff_doubles_up_to_the_maximum(attempts: int, expected: float) -> No
 
 
 def test_error_goes_to_backoff_then_active() -> None:
-    clock = Clock()
-    queue = make_queue(clock)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None and qpi.attempts == 1
+    clock, queue, qpi = first_attempt()
+    assert qpi.attempts == 1
     queue.add_backoff(qpi)
     assert queue.where(qpi.pod.key) == BACKOFF
     clock.now += 0.9
@@ -75,11 +88,7 @@ def test_error_goes_to_backoff_then_active() -> None:
 
 
 def test_unschedulable_is_parked_until_a_relevant_event() -> None:
-    clock = Clock()
-    queue = make_queue(clock)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None
+    clock, queue, qpi = first_attempt()
     queue.add_unschedulable(qpi, {"NodeResourcesFit"})
     assert queue.where(qpi.pod.key) == UNSCHEDULABLE
     clock.now += 60
@@ -92,11 +101,7 @@ def test_unschedulable_is_parked_until_a_relevant_event() -> None:
 
 
 def test_moved_pod_still_backing_off_waits_in_backoff() -> None:
-    clock = Clock()
-    queue = make_queue(clock)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None
+    clock, queue, qpi = first_attempt()
     queue.add_unschedulable(qpi, {"NodeAffinity"})
     clock.now += 0.5
     queue.move_for_event(NODE_ADD)
@@ -107,21 +112,13 @@ def test_moved_pod_still_backing_off_waits_in_backoff() -> None:
 
 
 def test_rejected_by_no_plugin_backs_off() -> None:
-    clock = Clock()
-    queue = make_queue(clock)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None
+    _, queue, qpi = first_attempt()
     queue.add_unschedulable(qpi, set())
     assert queue.where(qpi.pod.key) == BACKOFF
 
 
 def test_parked_too_long_is_retried() -> None:
-    clock = Clock()
-    queue = make_queue(clock, max_unschedulable=60.0)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None
+    clock, queue, qpi = first_attempt(max_unschedulable=60.0)
     queue.add_unschedulable(qpi, {"NodeAffinity"})
     clock.now += 59
     assert queue.pop_nowait() is None
@@ -130,11 +127,7 @@ def test_parked_too_long_is_retried() -> None:
 
 
 def test_update_of_a_parked_pod_requeues_only_when_relevant() -> None:
-    clock = Clock()
-    queue = make_queue(clock)
-    queue.add(info("a"))
-    qpi = queue.pop_nowait()
-    assert qpi is not None
+    clock, queue, qpi = first_attempt()
     queue.add_unschedulable(qpi, {"NodeAffinity"})
     clock.now += 5
     queue.update(info("a"), relevant=False)  # e.g. our own status patch coming back

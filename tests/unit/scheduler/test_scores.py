@@ -12,7 +12,15 @@ import pytest
 
 from kumo.platform.scheduler.framework import CycleState
 from kumo.platform.scheduler.podinfo import PodInfo
-from tests.unit.scheduler.builders import World, container, node, node_affinity_preferred, pod
+from tests.unit.scheduler.builders import (
+    World,
+    container,
+    node,
+    node_affinity_preferred,
+    pod,
+    preferred_anti_affinity,
+    preferred_pod_affinity,
+)
 
 Obj = dict[str, Any]
 MB = 1024 * 1024
@@ -325,38 +333,6 @@ CASES = [
 ]
 
 
-def _preferred_anti(weight: int, labels: dict[str, str], key: str) -> Obj:
-    return {
-        "podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": weight,
-                    "podAffinityTerm": {
-                        "labelSelector": {"matchLabels": labels},
-                        "topologyKey": key,
-                    },
-                }
-            ]
-        }
-    }
-
-
-def _preferred_affinity(weight: int, labels: dict[str, str], key: str) -> Obj:
-    return {
-        "podAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": weight,
-                    "podAffinityTerm": {
-                        "labelSelector": {"matchLabels": labels},
-                        "topologyKey": key,
-                    },
-                }
-            ]
-        }
-    }
-
-
 ZONED = [
     node("n1", labels={"zone": "a"}),
     node("n2", labels={"zone": "a"}),
@@ -375,7 +351,7 @@ CASES += [
     Case(
         "inter-pod: preferred anti-affinity by hostname",
         "InterPodAffinity",
-        pod("p", affinity=_preferred_anti(5, {"app": "web"}, "kubernetes.io/hostname")),
+        pod("p", affinity=preferred_anti_affinity(5, {"app": "web"}, "kubernetes.io/hostname")),
         ZONED,
         {"n1": 0, "n2": 100, "n3": 100},
         [pod("e", labels={"app": "web"}, node_name="n1")],
@@ -383,7 +359,7 @@ CASES += [
     Case(
         "inter-pod: preferred affinity by zone",
         "InterPodAffinity",
-        pod("p", affinity=_preferred_affinity(3, {"app": "db"}, "zone")),
+        pod("p", affinity=preferred_pod_affinity(3, {"app": "db"}, "zone")),
         ZONED,
         {"n1": 100, "n2": 100, "n3": 0},
         [pod("e", labels={"app": "db"}, node_name="n2")],
@@ -394,7 +370,7 @@ CASES += [
         pod("p", labels={"app": "web"}),
         ZONED,
         {"n1": 0, "n2": 0, "n3": 100},
-        [pod("e", affinity=_preferred_affinity(4, {"app": "web"}, "zone"), node_name="n3")],
+        [pod("e", affinity=preferred_pod_affinity(4, {"app": "web"}, "zone"), node_name="n3")],
     ),
     Case(
         "inter-pod: affinity and anti-affinity weights add up",
@@ -402,8 +378,8 @@ CASES += [
         pod(
             "p",
             affinity={
-                **_preferred_affinity(4, {"app": "db"}, "zone"),
-                **_preferred_anti(2, {"app": "web"}, "kubernetes.io/hostname"),
+                **preferred_pod_affinity(4, {"app": "db"}, "zone"),
+                **preferred_anti_affinity(2, {"app": "web"}, "kubernetes.io/hostname"),
             },
         ),
         ZONED,
