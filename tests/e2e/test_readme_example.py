@@ -1,0 +1,71 @@
+"""The README's walk-through with its own files (examples/web.yaml, examples/web-v2.yaml):
+apply, wait for the rollout, reach the app through the gateway, roll out v2, look at the
+history, undo."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.conftest import Platform, wait_until
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+EXAMPLES = REPO / "examples"
+ANSWER = re.compile(r"^hello from (web-[a-z0-9]+-[a-z0-9]+) \((v\d)\)$")
+
+
+def answers(platform: Platform, host: str, count: int) -> list[tuple[str, str]]:
+    """(pod, version) of ``count`` requests through the gateway."""
+    seen = []
+    for _ in range(count):
+        response = httpx.get(f"{platform.gateway_url}/", headers={"Host": host}, timeout=10)
+        assert response.status_code == 200, response.text
+        match = ANSWER.match(response.text.strip())
+        assert match, response.text
+        seen.append((match.group(1), match.group(2)))
+    return seen
+
+
+def test_the_readme_walk_through(platform: Platform) -> None:
+    namespace = "readme"
+    platform.kumo("create", "namespace", namespace)
+    host = f"web.{namespace}.localhost"
+
+    out = platform.kumo("apply", "-f", str(EXAMPLES / "web.yaml"), "-n", namespace).stdout
+    assert "deployment.apps/web created" in out and "service/web created" in out
+    platform.kumo("rollout", "status", "deploy/web", "-n", namespace, "--timeout", "180s")
+    wait_until(
+        lambda: httpx.get(f"{platform.gateway_url}/", headers={"Host": host}).status_code == 200,
+        30,
+        "the app through the gateway",
+    )
+    first = answers(platform, host, 9)
+    assert {version for _, version in first} == {"v1"}
+    # round-robin over the three ready replicas
+    assert len({pod for pod, _ in first}) == 3
+
+    # path routing reaches the same Service
+    by_path = httpx.get(f"{platform.gateway_url}/s/{namespace}/web/", timeout=10)
+    assert by_path.status_code == 200 and ANSWER.match(by_path.text.strip())
+
+    out = platform.kumo("apply", "-f", str(EXAMPLES / "web-v2.yaml"), "-n", namespace).stdout
+    assert "deployment.apps/web configured" in out
+    platform.kumo("rollout", "status", "deploy/web", "-n", namespace, "--timeout", "180s")
+    wait_until(
+        lambda: {v for _, v in answers(platform, host, 6)} == {"v2"}, 30, "only v2 answering"
+    )
+    history = platform.kumo("rollout", "history", "deploy/web", "-n", namespace).stdout
+    assert re.search(r"^1\s+v1$", history, re.MULTILINE), history
+    assert re.search(r"^2\s+v2$", history, re.MULTILINE), history
+
+    platform.kumo("rollout", "undo", "deploy/web", "-n", namespace)
+    platform.kumo("rollout", "status", "deploy/web", "-n", namespace, "--timeout", "180s")
+    wait_until(
+        lambda: {v for _, v in answers(platform, host, 6)} == {"v1"}, 30, "v1 back after undo"
+    )
+
+    platform.kumo("delete", "-f", str(EXAMPLES / "web.yaml"), "-n", namespace)
