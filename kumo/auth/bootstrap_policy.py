@@ -257,7 +257,9 @@ def controller_manager_rules() -> list[PolicyRule]:
 
 def node_rules() -> list[PolicyRule]:
     """``system:node``: what the node agent (kumo.node) calls. The NodeRestriction admission
-    plugin limits each node to its own Node, its own Lease and the pods bound to it."""
+    plugin limits each node to its own Node, its own Lease and the pods bound to it. Secrets,
+    ConfigMaps and service-account tokens are not here: the Node authorizer
+    (kumo.auth.node_authorizer) gives a node those its pods use, and nothing else."""
     return [
         # registration and heartbeats: get / create the Node, merge labels, report status
         _rule([""], ["nodes"], ["create", "get", "patch", "update"]),
@@ -270,9 +272,6 @@ def node_rules() -> list[PolicyRule]:
         # finishing a graceful deletion (grace period 0 once the containers are gone)
         _rule([""], ["pods"], ["delete"]),
         _rule([""], ["events"], ["create", "patch", "update"]),
-        # configMap and secret volumes and env; projected service-account tokens
-        _rule([""], ["configmaps", "secrets"], ["get"]),
-        _rule([""], ["serviceaccounts/token"], ["create"]),
         # service environment variables, the service proxy and cluster DNS
         _rule([""], ["services", "endpoints"], READ),
     ]

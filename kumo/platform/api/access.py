@@ -4,8 +4,11 @@ policy, escalation prevention and the audit log, set up together.
 - Authentication: user tokens (``StoreTokens``), service-account JWTs
   (``ServiceAccountTokens``; the signing key is made at first start under ``<data>/pki``)
   and, when configured, OIDC ID tokens.
-- Authorization: members of ``system:masters`` may do anything; everyone else gets what
-  Kubernetes RBAC over the stored Roles, ClusterRoles and bindings allows (deny by default).
+- Authorization: members of ``system:masters`` may do anything; a node's reads of Secrets,
+  ConfigMaps, PersistentVolumeClaims and ServiceAccounts (and its TokenRequests) are the
+  Node authorizer's to decide (``kumo.auth.node_authorizer``: only what pods bound to it
+  use); everything else is what Kubernetes RBAC over the stored Roles, ClusterRoles and
+  bindings allows (deny by default). As ``--authorization-mode=Node,RBAC``.
 - The bootstrap ClusterRoles and ClusterRoleBindings (``kumo.auth.bootstrap_policy``) are
   created at start, and those annotated ``rbac.authorization.kubernetes.io/autoupdate:
   "true"`` get back any rule or subject they lost (nothing is removed), as Kubernetes
@@ -31,6 +34,7 @@ from starlette.applications import Starlette
 
 from kumo.auth import bootstrap_policy
 from kumo.auth.authorizer import Attributes, Authorizer, Decision
+from kumo.auth.node_authorizer import NodeAuthorizer
 from kumo.auth.oidc import OIDCAuthenticator, OIDCOptions
 from kumo.auth.rbac import RBACAuthorizer, RuleSource, cluster_role_rules, covers, held_rules
 from kumo.auth.service_accounts import DEFAULT_ISSUER, TokenSigner, load_or_create_key
@@ -42,6 +46,7 @@ from kumo.platform.api import admission
 from kumo.platform.api import audit as audit_log
 from kumo.platform.api.authn import Authenticators, ServiceAccountTokens, StoreTokens
 from kumo.platform.api.errors import ApiError
+from kumo.platform.api.nodepods import PodsByNode
 from kumo.platform.api.rbac_source import StoreRuleSource
 from kumo.platform.api.resources import storage_key
 from kumo.platform.store import AlreadyExists, Conflict, NotFound
@@ -71,15 +76,21 @@ class AccessOptions:
 
 
 class ClusterAuthorizer:
-    """``system:masters`` may do anything; everyone else is held to RBAC."""
+    """``system:masters`` may do anything; then the Node authorizer (when given) decides
+    what it governs; everything else is held to RBAC."""
 
-    def __init__(self, source: RuleSource) -> None:
+    def __init__(self, source: RuleSource, nodes: NodeAuthorizer | None = None) -> None:
         self.source = source
+        self.nodes = nodes
         self.rbac = RBACAuthorizer(source)
 
     async def authorize(self, attributes: Attributes) -> Decision:
         if attributes.user.is_master:
             return Decision(True, "system:masters")
+        if self.nodes is not None:
+            decision = self.nodes.decide(attributes)
+            if decision is not None:
+                return decision
         return await self.rbac.authorize(attributes)
 
 
@@ -328,7 +339,10 @@ class Access:
         self.options = options
         self.signer = signer
         self.source = StoreRuleSource(store)
-        self.authorizer: Authorizer = authorizer or ClusterAuthorizer(self.source)
+        self.pods_by_node = PodsByNode(store)
+        self.authorizer: Authorizer = authorizer or ClusterAuthorizer(
+            self.source, NodeAuthorizer(self.pods_by_node.pods_on)
+        )
         self.user_tokens = StoreTokens(store)
         self.service_account_tokens = ServiceAccountTokens(store, signer, options.audiences)
         self.authenticators = Authenticators(
@@ -374,6 +388,7 @@ class Access:
             audit_log.install(app, self.audit)
 
     def close(self) -> None:
+        self.pods_by_node.close()
         if self.audit is not None:
             self.audit.close()
 

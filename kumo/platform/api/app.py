@@ -158,8 +158,9 @@ class ApiState:
             if attributes.resource and attributes.api_group:
                 subject = f"{attributes.resource}.{attributes.api_group}"
             name = f' "{attributes.name}"' if attributes.name else ""
+            why = f": {decision.reason}" if decision.reason else ""
             raise forbidden(
-                f"{subject}{name} is forbidden: {attributes.describe()}",
+                f"{subject}{name} is forbidden: {attributes.describe()}{why}",
                 info,
                 attributes.name or None,
             )

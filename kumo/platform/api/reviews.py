@@ -5,7 +5,8 @@
 - ``authentication.k8s.io/v1`` SelfSubjectReview ("who am I?") and TokenReview ("whose is
   this token, and for which audiences?");
 - the TokenRequest subresource ``POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token``
-  (RBAC: ``create`` on ``serviceaccounts/token``): a signed service-account token, optionally
+  (``create`` on ``serviceaccounts/token``; a node's is the Node authorizer's, and
+  NodeRestriction's ``check_token_request``): a signed service-account token, optionally
   bound to a Pod, for ``spec.audiences`` (default: the API server's) and
   ``spec.expirationSeconds`` (default 3600, at least 600);
 - ``kumo.dev/v1`` UserToken at ``/apis/kumo.dev/v1/usertokens[/{id}]``: administrators'

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -177,6 +177,7 @@ class SQLiteStore:
         self._ring: deque[_Recorded] = deque(maxlen=history_size)
         self._ring_floor = 0
         self._watchers: set[_Watcher] = set()
+        self._observers: builtins.list[tuple[str, Callable[[Change], None]]] = []
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -601,11 +602,31 @@ class SQLiteStore:
             self._ring.append(
                 _Recorded(kind, write.key, revision, data, previous.data if previous else None)
             )
+            for prefix, observer in self._observers:
+                if write.key.startswith(prefix):
+                    try:
+                        observer(change)
+                    except Exception:
+                        log.exception("store observer of %s failed on %s", prefix, write.key)
             for watcher in self._watchers:
                 if write.key.startswith(watcher.prefix):
                     watcher.offer(change)
             if not write.future.done():
                 write.future.set_result(orjson.loads(data))
+
+    def observe(self, prefix: str, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``callback`` with every change under ``prefix`` as it reaches the in-memory
+        state, before any watcher sees it: an index kept by the callback agrees with
+        ``get_entry`` at every moment. The callback runs on the event loop; it must be quick
+        and must not write. Returns the function that stops the calls."""
+        subscription = (prefix, callback)
+        self._observers.append(subscription)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._observers.remove(subscription)
+
+        return stop
 
     # ---- watch --------------------------------------------------------------------------
 

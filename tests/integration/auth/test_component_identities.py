@@ -427,8 +427,11 @@ def test_a_node_writes_its_own_node_lease_and_pods_only(server: ApiServerProcess
         assert token_for("here").status_code == 201
         forbidden(token_for("there"), node_says, "different node")
         forbidden(token_for(None), node_says, "bound to a pod")
-        # reads for volumes and env; no enumeration of secrets
-        assert http.get(f"/api/v1/namespaces/{ns}/secrets/s").status_code == 200
+        # secrets: only those its pods use (the Node authorizer: test_node_authorizer.py)
+        forbidden(
+            http.get(f"/api/v1/namespaces/{ns}/secrets/s"),
+            f"no relationship found between node '{mine}'",
+        )
         forbidden(http.get("/api/v1/secrets"))
         forbidden(http.post(f"{RBAC}/clusterrolebindings", json=crb("n", "cluster-admin", "x")))
         gone = http.delete(f"/api/v1/namespaces/{ns}/pods/here", params={"gracePeriodSeconds": "0"})

@@ -210,10 +210,12 @@ def test_a_node_has_what_the_agent_calls() -> None:
     assert _can(NODE, "update", "pods/status")
     assert _can(NODE, "delete", "pods")
     assert _can(NODE, "create", "events")
-    assert _can(NODE, "get", "secrets")
-    assert _can(NODE, "get", "configmaps")
-    assert _can(NODE, "create", "serviceaccounts/token")
-    # not granted: enumerating secrets, writing pods themselves, evictions, other kinds
+    # not granted by RBAC: secrets, configmaps and tokens are the Node authorizer's (only
+    # those the node's pods use; tests/unit/auth/test_node_authorizer.py); writing pods
+    # themselves, evictions, other kinds
+    assert not _can(NODE, "get", "secrets")
+    assert not _can(NODE, "get", "configmaps")
+    assert not _can(NODE, "create", "serviceaccounts/token")
     assert not _can(NODE, "list", "secrets")
     assert not _can(NODE, "create", "pods")
     assert not _can(NODE, "update", "pods")
