@@ -91,6 +91,8 @@ def _view_rules() -> list[PolicyRule]:
         _rule(["batch"], ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
         _rule(["discovery.k8s.io"], ["endpointslices"], READ),
         _rule(["kumo.dev"], ["functions", "functions/status"], READ),
+        # what metrics-server's system:aggregated-metrics-reader aggregates into view
+        _rule(["metrics.k8s.io"], ["pods", "nodes"], ["get", "list"]),
     ]
 
 

@@ -216,6 +216,12 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     help="Seconds between orphan scans (default 10).",
 )
 @click.option(
+    "--stats-interval",
+    type=float,
+    default=None,
+    help="Seconds between samples of node and container usage (kumo top; default 10).",
+)
+@click.option(
     "--config-refresh-interval",
     type=float,
     default=None,

@@ -59,6 +59,7 @@ def _register() -> None:
         resource_commands,
         scheduler_commands,
         server_commands,
+        top_commands,
         workload_commands,
     )
 
@@ -73,6 +74,7 @@ def _register() -> None:
     pod_commands.register(cli)
     admin_commands.register(cli)
     auth_commands.register(cli)
+    top_commands.register(cli)
 
 
 _register()

@@ -42,6 +42,7 @@ from kumo.node.runtime import (
     ContainerSummary,
 )
 from kumo.node.serviceproxy import ServiceProxy
+from kumo.node.stats import StatsCollector
 from kumo.node.volumes import VolumeManager
 
 __all__ = ["Agent", "AgentService", "ContainerLookupError", "run_agent"]
@@ -120,6 +121,8 @@ class Agent:
                 cluster_dns=options.cluster_dns,
                 cluster_domain=options.cluster_domain,
             )
+        # Usage of the node and its pods, served at /stats/summary (metrics.k8s.io reads it).
+        self.stats = StatsCollector(runtime, options.node_name, interval=options.stats_interval)
         self._orphans: dict[str, float] = {}
         self.registered = asyncio.Event()
 
@@ -330,6 +333,7 @@ class Agent:
                 "pods": self.source.run(stop),
                 "runtime-events": self._runtime_events(stop),
                 "housekeeping": self._housekeeping_loop(stop),
+                "stats": self.stats.run(stop),
             }
             if self.service_proxy is not None:
                 loops["service-proxy"] = self.service_proxy.run(stop)

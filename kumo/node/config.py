@@ -85,6 +85,8 @@ class AgentOptions:
     # Containers and sandboxes no pod owns are removed once unowned for this long.
     orphan_grace_period: float = 60.0
     housekeeping_interval: float = 10.0
+    # Node and container usage is sampled this often: the window of resource metrics.
+    stats_interval: float = 10.0
     # ConfigMap and Secret volumes are refreshed this often.
     config_refresh_interval: float = 30.0
     podman_url: str | None = None
@@ -168,6 +170,7 @@ class AgentOptions:
             "image_backoff_initial",
             "image_backoff_max",
             "housekeeping_interval",
+            "stats_interval",
             "config_refresh_interval",
         )
         for name in positive:

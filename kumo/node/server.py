@@ -20,6 +20,8 @@ Endpoints (kubelet-shaped paths, one request per connection, errors as Kubernete
 - ``POST /run/{namespace}/{pod}/{container}?command=...[&timeout=SECONDS]``: a
   non-interactive exec; the request body is the process's stdin. Answers
   ``{"exitCode": N, "stdout": base64, "stderr": base64, "truncated": bool}``.
+- ``GET /stats/summary``: the node's and its pods' resource usage in the shape of the
+  kubelet's Summary API (see ``kumo.node.stats``), when the server has a collector.
 - ``GET /healthz``: ``ok``.
 
 Authentication is mutual TLS: the server asks every client for a certificate and
@@ -68,6 +70,7 @@ from kumo.node.runtime import (
     LogStream,
     NotFound,
 )
+from kumo.node.stats import StatsCollector
 
 __all__ = [
     "APISERVER_CLIENT_NAME",
@@ -530,6 +533,7 @@ class NodeServer:
         cert_file: Path | None = None,
         key_file: Path | None = None,
         allowed_clients: Sequence[str] = (APISERVER_CLIENT_NAME,),
+        stats: StatsCollector | None = None,
     ) -> None:
         if ca_data is None:
             if ca_file is None:
@@ -543,6 +547,7 @@ class NodeServer:
         self._cert_file = cert_file
         self._key_file = key_file
         self.allowed_clients = frozenset(allowed_clients)
+        self.stats = stats
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -666,6 +671,11 @@ class NodeServer:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
         if parts == ["healthz"]:
             await _send(writer, 200, b"ok", "text/plain")
+            return
+        if parts == ["stats", "summary"] and self.stats is not None:
+            if request.method != "GET":
+                raise _HttpError(405, f"{request.method} is not allowed on /stats/summary")
+            await _send(writer, 200, json.dumps(self.stats.summary()).encode(), "application/json")
             return
         if len(parts) != 4 or not all(parts) or parts[0] not in ("containerLogs", "exec", "run"):
             raise _HttpError(404, f"the node server has no such resource ({request.path})")
@@ -961,6 +971,7 @@ async def serve_node_api(
     cert_file: Path | None = None,
     key_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    stats: StatsCollector | None = None,
 ) -> None:
     """Serve the node API on ``host:port`` until ``stop`` is set (or the task is
     cancelled). ``ca_file`` / ``ca_data``: the cluster CA the API server's client
@@ -974,6 +985,7 @@ async def serve_node_api(
         ca_data=ca_data,
         cert_file=cert_file,
         key_file=key_file,
+        stats=stats,
     )
     await server.serve_until(stop)
 
@@ -984,6 +996,9 @@ class _AgentLike(Protocol):
 
     @property
     def node_name(self) -> str: ...
+
+    @property
+    def stats(self) -> StatsCollector: ...
 
 
 def agent_service(
@@ -1012,6 +1027,7 @@ def agent_service(
             cert_file=cert_file,
             key_file=key_file,
             stop=stop,
+            stats=agent.stats,
         )
 
     return run

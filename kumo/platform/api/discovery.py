@@ -31,7 +31,8 @@ def _virtual(name: str, kind: str, namespaced: bool, verbs: list[str]) -> dict[s
     }
 
 
-# Served without storage by kumo.platform.api.reviews: reviews, token requests, user tokens.
+# Served without storage: reviews, token requests, user tokens (kumo.platform.api.reviews),
+# resource metrics (kumo.platform.api.resourcemetrics).
 VIRTUAL: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("", "v1"): [
         {
@@ -51,6 +52,11 @@ VIRTUAL: dict[tuple[str, str], list[dict[str, Any]]] = {
     ],
     ("kumo.dev", "v1"): [
         _virtual("usertokens", "UserToken", False, ["create", "delete", "get", "list"]),
+    ],
+    # kumo.platform.api.resourcemetrics: read from the node agents on each request.
+    ("metrics.k8s.io", "v1beta1"): [
+        _virtual("nodes", "NodeMetrics", False, ["get", "list"]),
+        _virtual("pods", "PodMetrics", True, ["get", "list"]),
     ],
 }
 

@@ -19,7 +19,7 @@ from kumo.auth.authorizer import Authorizer
 from kumo.auth.user import MASTERS
 from kumo.model.core import Namespace
 from kumo.model.registry import for_model
-from kumo.platform.api import admission, keyadmin, nodeproxy
+from kumo.platform.api import admission, keyadmin, nodeproxy, resourcemetrics
 from kumo.platform.api.access import Access, AccessOptions
 from kumo.platform.api.app import ApiState, build_app
 from kumo.platform.api.authn import StoreTokens
@@ -127,6 +127,7 @@ class ApiServer:
             ],
         )
         nodeproxy.install(app, self.pki_dir)
+        resourcemetrics.install(app)
         keyadmin.install(app, self.store, keys)
         self.access.install(app)  # reviews, token endpoints, escalation checks, audit log
         self.state = app.state.kumo
