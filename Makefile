@@ -66,8 +66,14 @@ unit: python
 integration: setup
 	$(BIN)/pytest -q tests/integration
 
-bench: setup
+# wrk drives the gateway benchmark (a built-in asyncio load generator is the fallback).
+bench: setup images
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk; }
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/pod_start.py
+	$(BIN)/python bench/scheduler.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
