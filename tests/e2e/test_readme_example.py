@@ -1,6 +1,6 @@
 """The README's walk-through with its own files (examples/web.yaml, examples/web-v2.yaml):
 apply, wait for the rollout, reach the app through the gateway, roll out v2, look at the
-history, undo."""
+history, undo, see what the pods use (kumo top)."""
 
 from __future__ import annotations
 
@@ -67,5 +67,18 @@ def test_the_readme_walk_through(platform: Platform) -> None:
     wait_until(
         lambda: {v for _, v in answers(platform, host, 6)} == {"v1"}, 30, "v1 back after undo"
     )
+
+    # kumo top: the agent of kumo up samples every 10 s; a pod shows after two samples
+    def top_rows() -> list[list[str]]:
+        out = platform.kumo("top", "pods", "-n", namespace, "-l", "app=web", "--no-headers")
+        return [line.split() for line in out.stdout.splitlines() if line.strip()]
+
+    rows = wait_until(lambda: len(top_rows()) == 3 and top_rows(), 60, "kumo top pods")
+    for name, cpu, memory in rows:
+        assert name.startswith("web-") and cpu.endswith("m") and memory.endswith("Mi"), rows
+        assert int(memory[:-2]) >= 1, rows  # a Python web server holds some MiB
+    nodes = platform.kumo("top", "nodes").stdout.splitlines()
+    assert nodes[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert platform.node in {row.split()[0] for row in nodes[1:]}, nodes
 
     platform.kumo("delete", "-f", str(EXAMPLES / "web.yaml"), "-n", namespace)

@@ -265,6 +265,8 @@ def test_discovery(client: Client) -> None:
         # served without storage: access reviews, token reviews (kumo.platform.api.reviews)
         "authentication.k8s.io": "authentication.k8s.io/v1",
         "authorization.k8s.io": "authorization.k8s.io/v1",
+        # read from the node agents (kumo.platform.api.resourcemetrics)
+        "metrics.k8s.io": "metrics.k8s.io/v1beta1",
     }
 
     core = client.request("GET", "/api/v1").json()
