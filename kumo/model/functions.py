@@ -10,6 +10,9 @@ from kumo.model.base import Condition, KumoModel, Resource
 from kumo.model.core import EnvVar, Problems, ResourceRequirements
 
 RUNTIMES = ("python3.11", "node20", "busybox")
+#: Set by the gateway when a request arrives for a Function with no ready pod (cold start);
+#: the only change the gateway may make to a Function.
+ACTIVATION_ANNOTATION = "kumo.dev/activation-requested-at"
 
 
 class FunctionSource(KumoModel):

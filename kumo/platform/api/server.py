@@ -23,6 +23,7 @@ from kumo.platform.api import admission, keyadmin, nodeproxy, resourcemetrics
 from kumo.platform.api.access import Access, AccessOptions
 from kumo.platform.api.app import ApiState, build_app
 from kumo.platform.api.authn import StoreTokens
+from kumo.platform.api.gatewayrestriction import GatewayRestriction
 from kumo.platform.api.noderestriction import NodeRestriction
 from kumo.platform.api.resources import Settings, storage_key
 from kumo.platform.api.serviceaccount_admission import ServiceAccountAdmission
@@ -122,6 +123,7 @@ class ApiServer:
             options.settings,
             plugins=[
                 NodeRestriction(),
+                GatewayRestriction(),
                 ServiceAccountAdmission(self.store, self.ca_file),
                 *tenancy_plugins(self.store),
             ],

@@ -14,8 +14,8 @@ import asyncio
 from typing import Any
 
 from kumo.client import AsyncClient
+from kumo.model.functions import ACTIVATION_ANNOTATION
 from kumo.platform.gateway.activator import (
-    ACTIVATION_ANNOTATION,
     Activator,
     ApiActivator,
     FunctionNotFound,

@@ -17,12 +17,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from kumo.client import ApiException, AsyncClient
-from kumo.model.functions import Function
+from kumo.model.functions import ACTIVATION_ANNOTATION, Function
 from kumo.model.registry import for_model
 
 log = logging.getLogger(__name__)
-
-ACTIVATION_ANNOTATION = "kumo.dev/activation-requested-at"
 
 
 class FunctionNotFound(Exception):

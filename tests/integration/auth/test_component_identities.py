@@ -281,6 +281,16 @@ def test_the_gateway_identity(server: ApiServerProcess) -> None:
             headers=MERGE,
         )
         assert activated.status_code == 200, activated.text
+        # GatewayRestriction: nothing else of a Function may change
+        for change in (
+            {"spec": {"image": "docker.io/library/busybox:latest"}},
+            {"metadata": {"labels": {"team": "gateway"}}},
+            {"metadata": {"annotations": {"other": "x"}}},
+        ):
+            refused = http.patch(
+                f"/apis/kumo.dev/v1/namespaces/{ns}/functions/hello", json=change, headers=MERGE
+            )
+            forbidden(refused, "may only set the annotation kumo.dev/activation-requested-at")
         review = http.post(
             f"{AUTHN}/tokenreviews",
             json={
