@@ -280,6 +280,21 @@ def api_server_factory(tmp_path: Path) -> Iterator[ApiServerFactory]:
         factory.stop_all()
 
 
+def component_kubeconfig(
+    admin: ClientConfig, component: str, path: Path, node_name: str | None = None
+) -> Path:
+    """A client config file at ``path`` acting as kumo ``component`` (see
+    ``component_config``), for a component run as its own process (``KUMOCONFIG``)."""
+    config = component_config(admin, component, node_name)
+    kubeconfig = KubeConfig.load(path)
+    kubeconfig.set_cluster("test", config.server, config.ca_data or b"")
+    kubeconfig.set_user(component, config.token or "")
+    kubeconfig.set_context("test", "test", component, config.namespace)
+    kubeconfig.use_context("test")
+    kubeconfig.save()
+    return path
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

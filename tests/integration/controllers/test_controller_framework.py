@@ -29,6 +29,7 @@ from kumo.platform.controllers import (
     write_status,
 )
 from kumo.platform.controllers.informer import split_key
+from tests.conftest import component_kubeconfig
 
 Obj = dict[str, Any]
 Wait = Callable[..., Awaitable[Any]]
@@ -372,7 +373,11 @@ KUMO_CLI = [
 async def test_kumo_controllers_runs_until_sigterm(
     api_server: Any, async_client: AsyncClient, tmp_path: Path, wait_for: Wait
 ) -> None:
-    env = {**os.environ, "KUMOCONFIG": str(api_server.kubeconfig_path)}
+    # as its own identity (system:kube-controller-manager), not as the admin
+    kubeconfig = component_kubeconfig(
+        api_server.client_config(), "controllers", tmp_path / "controllers.kubeconfig"
+    )
+    env = {**os.environ, "KUMOCONFIG": str(kubeconfig)}
     log = (tmp_path / "controllers.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         *KUMO_CLI,

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kumo.client import ApiException, AsyncClient, KubeConfig
+from kumo.client import ApiException, AsyncClient
 from kumo.model.core import Endpoints
 from kumo.model.registry import for_model
-from tests.conftest import REPO, ApiServerProcess, component_config, free_port
+from tests.conftest import REPO, ApiServerProcess, component_kubeconfig, free_port
 
 BACKEND_SCRIPT = Path(__file__).with_name("backend.py")
 COLD_START_TIMEOUT = 4.0
@@ -90,15 +90,11 @@ class GatewayProcess:
         # /metrics needs a token the API server lets read it (the admin's here).
         self.metrics_token = api_server.token
         # the gateway acts as its own identity (system:kumo:gateway), not as the admin
-        config = component_config(api_server.client_config(), "gateway")
-        kubeconfig = KubeConfig.load(log_path.parent / "gateway.kubeconfig")
-        kubeconfig.set_cluster("test", config.server, config.ca_data or b"")
-        kubeconfig.set_user("gateway", config.token or "")
-        kubeconfig.set_context("test", "test", "gateway", "default")
-        kubeconfig.use_context("test")
-        kubeconfig.save()
+        kubeconfig_path = component_kubeconfig(
+            api_server.client_config(), "gateway", log_path.parent / "gateway.kubeconfig"
+        )
         env = dict(os.environ)
-        env["KUMOCONFIG"] = str(kubeconfig.path)
+        env["KUMOCONFIG"] = str(kubeconfig_path)
         command = [
             sys.executable,
             "-m",

@@ -32,7 +32,7 @@ import pytest
 from kumo.client import ApiException, AsyncClient
 from kumo.model.core import Endpoints, Pod
 from kumo.model.registry import for_model
-from tests.conftest import KUMO, REPO, ApiServerProcess
+from tests.conftest import KUMO, REPO, ApiServerProcess, component_kubeconfig
 from tests.integration.agent.conftest import (
     AgentFactory,
     AgentProcess,
@@ -101,7 +101,11 @@ class Controllers:
     """``kumo controllers --controllers NAMES`` for ``server``."""
 
     def __init__(self, server: ApiServerProcess, log_path: Path, names: str) -> None:
-        env = dict(os.environ, KUMOCONFIG=str(server.kubeconfig_path))
+        # as its own identity (system:kube-controller-manager), not as the admin
+        kubeconfig = component_kubeconfig(
+            server.client_config(), "controllers", log_path.with_suffix(".kubeconfig")
+        )
+        env = dict(os.environ, KUMOCONFIG=str(kubeconfig))
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
