@@ -4,10 +4,13 @@ userspace mode plus a small CoreDNS, in the agent).
 Pods run on Podman's bridge, whose host side is this machine. For every Service with a
 cluster IP the proxy puts that address on the loopback device as a /32 (the kernel then
 delivers packets from the bridge to it locally: no dummy link needed) and listens on each
-of the Service's TCP ports there. A connection is forwarded to one of the Service's ready
-endpoints (round-robin, or by client address with ``sessionAffinity: ClientIP``); an
-endpoint that refuses is skipped for a few seconds and the next one is tried. kumo's
-Endpoints hold node addresses and published ports, which this machine reaches directly.
+of the Service's TCP and UDP ports there. A TCP connection is forwarded to one of the
+Service's ready endpoints (round-robin, or by client address with ``sessionAffinity:
+ClientIP``, ``kumo.node.balancer``); an endpoint that refuses is skipped for a few seconds
+and the next one is tried. A UDP port relays each client address's datagrams to one
+endpoint, chosen the same way, until the client has been quiet for the idle timeout (30
+s; ``kumo.node.udpproxy``). kumo's Endpoints hold node addresses and published ports,
+which this machine reaches directly.
 
 The cluster DNS server (``kumo.node.clusterdns``) listens on the cluster DNS address
 (10.96.0.10:53, UDP and TCP) in the same way.
@@ -18,8 +21,7 @@ waits and takes over when the first stops. Addresses are only ever added inside 
 service CIDR, and all of them are removed when the proxy stops (and stale ones, left by a
 proxy that was killed, when it starts).
 
-Not done: UDP and SCTP Service ports (the DNS server is the one UDP listener), NodePorts,
-externalIPs, topology-aware routing.
+Not done: SCTP Service ports, NodePorts, externalIPs, topology-aware routing.
 """
 
 from __future__ import annotations
@@ -33,24 +35,26 @@ import os
 import random
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import httpx
 
 from kumo.client import ApiException, AsyncClient
 from kumo.model.core import Endpoints, Pod, Service
 from kumo.model.registry import ResourceInfo, for_model
+from kumo.node.balancer import Backend, Balancer
 from kumo.node.clusterdns import ClusterResolver, DNSServer, ServicePortRecord, ServiceRecord
+from kumo.node.udpproxy import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS, UdpPortProxy
 
 __all__ = [
     "Backend",
     "LoopbackAddresses",
     "PortProxy",
     "ServiceProxy",
+    "UdpPortProxy",
     "WatchCache",
     "desired_listeners",
 ]
@@ -192,8 +196,8 @@ class EndpointAddress:
 
 @dataclass(frozen=True, slots=True)
 class EndpointsView:
-    # port name -> ready (address, port)
-    ports: dict[str, tuple[tuple[EndpointAddress, int], ...]]
+    # (port name, protocol) -> ready (address, port)
+    ports: dict[tuple[str, str], tuple[tuple[EndpointAddress, int], ...]]
 
 
 def service_view(obj: Obj) -> ServiceView | None:
@@ -230,7 +234,7 @@ def service_view(obj: Obj) -> ServiceView | None:
 
 
 def endpoints_view(obj: Obj) -> EndpointsView | None:
-    ports: dict[str, list[tuple[EndpointAddress, int]]] = {}
+    ports: dict[tuple[str, str], list[tuple[EndpointAddress, int]]] = {}
     for subset in obj.get("subsets") or []:
         if not isinstance(subset, dict):
             continue
@@ -247,9 +251,8 @@ def endpoints_view(obj: Obj) -> EndpointsView | None:
         for port in subset.get("ports") or []:
             if not isinstance(port.get("port"), int):
                 continue
-            if (port.get("protocol") or "TCP") != "TCP":
-                continue
-            entries = ports.setdefault(str(port.get("name") or ""), [])
+            key = (str(port.get("name") or ""), str(port.get("protocol") or "TCP"))
+            entries = ports.setdefault(key, [])
             entries.extend((address, int(port["port"])) for address in addresses)
     return EndpointsView({name: tuple(entries) for name, entries in ports.items()})
 
@@ -260,10 +263,12 @@ def pod_ip(obj: Obj) -> str | None:
 
 
 def desired_listeners(
-    services: dict[str, ServiceView], network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    services: dict[str, ServiceView],
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    protocol: str = "TCP",
 ) -> dict[tuple[str, int], tuple[str, str]]:
-    """``(cluster IP, port) -> (service key, port name)`` for every TCP port of every
-    Service with a cluster IP inside ``network``."""
+    """``(cluster IP, port) -> (service key, port name)`` for every ``protocol`` port of
+    every Service with a cluster IP inside ``network``."""
     wanted: dict[tuple[str, int], tuple[str, str]] = {}
     for key, service in services.items():
         if service.type not in _ADDRESSED_TYPES or not service.cluster_ip:
@@ -275,7 +280,7 @@ def desired_listeners(
         if ip.version != network.version or ip not in network:
             continue
         for port in service.ports:
-            if port.protocol == "TCP":
+            if port.protocol == protocol:
                 wanted[(str(ip), port.port)] = (key, port.name)
     return wanted
 
@@ -404,12 +409,6 @@ class MachineLock:
 # ---- the TCP proxy of one cluster IP and port ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    host: str
-    port: int
-
-
 @dataclass(slots=True)
 class PortProxy:
     """Listens on ``ip:port`` and forwards each connection to a backend."""
@@ -418,13 +417,12 @@ class PortProxy:
     port: int
     connect_timeout: float = 3.0
     eject_seconds: float = 5.0
-    backends: list[Backend] = field(default_factory=list)
-    affinity_seconds: int | None = None
     server: asyncio.Server | None = None
     connections: set[asyncio.Task[None]] = field(default_factory=set)
-    _next: int = 0
-    _failed: dict[Backend, float] = field(default_factory=dict)
-    _affinity: dict[str, tuple[Backend, float]] = field(default_factory=dict)
+    balancer: Balancer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.balancer = Balancer(self.eject_seconds)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -442,33 +440,11 @@ class PortProxy:
                 await task
 
     def set_backends(self, backends: list[Backend], affinity_seconds: int | None) -> None:
-        if backends != self.backends:
-            self.backends = backends
-            self._failed = {b: t for b, t in self._failed.items() if b in backends}
-            self._affinity = {c: v for c, v in self._affinity.items() if v[0] in backends}
-        self.affinity_seconds = affinity_seconds
-        if affinity_seconds is None:
-            self._affinity.clear()
+        self.balancer.set_backends(backends, affinity_seconds)
 
     def candidates(self, client: str = "") -> list[Backend]:
-        """Backends in the order to try them: the client's sticky one first (ClientIP
-        affinity), then round-robin; ones that failed lately go last."""
-        backends = list(self.backends)
-        if not backends:
-            return []
-        start = self._next % len(backends)
-        ordered = backends[start:] + backends[:start]
-        now = time.monotonic()
-        if self.affinity_seconds is not None and client in self._affinity:
-            sticky, at = self._affinity[client]
-            if now - at <= self.affinity_seconds and sticky in ordered:
-                ordered.remove(sticky)
-                ordered.insert(0, sticky)
-        healthy = [b for b in ordered if self._failed.get(b, 0.0) <= now]
-        result = healthy + [b for b in ordered if b not in healthy]
-        # The turn passes to the backend after the one chosen (failed ones are skipped).
-        self._next = (backends.index(result[0]) + 1) % len(backends)
-        return result
+        """Backends in the order to try them (see ``Balancer.candidates``)."""
+        return self.balancer.candidates(client)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.ensure_future(self._serve(reader, writer))
@@ -486,11 +462,10 @@ class PortProxy:
                         upstream = await asyncio.open_connection(backend.host, backend.port)
                 except (OSError, TimeoutError) as err:
                     log.debug("%s:%s: backend %s failed: %s", self.ip, self.port, backend, err)
-                    self._failed[backend] = time.monotonic() + self.eject_seconds
+                    self.balancer.failed(backend)
                     continue
-                self._failed.pop(backend, None)
-                if self.affinity_seconds is not None and client:
-                    self._affinity[client] = (backend, time.monotonic())
+                self.balancer.succeeded(backend)
+                self.balancer.remember(client, backend)
                 break
             if upstream is None:
                 return  # no endpoint: the client sees the connection closed
@@ -547,6 +522,19 @@ async def _pipe(
 # ---- the proxy --------------------------------------------------------------------------------
 
 
+class _Listener(Protocol):
+    """A listener of one cluster IP and port: ``PortProxy`` (TCP) or ``UdpPortProxy``."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def set_backends(self, backends: list[Backend], affinity_seconds: int | None) -> None: ...
+
+
+P = TypeVar("P", bound=_Listener)
+
+
 class ServiceProxy:
     """Run with ``await ServiceProxy(client, ...).run(stop)``; never raises (problems are
     logged and retried), and leaves no address behind when it returns."""
@@ -562,6 +550,8 @@ class ServiceProxy:
         dns_port: int = 53,
         upstreams: list[tuple[str, int]] | None = None,
         resync_interval: float = 30.0,
+        udp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        udp_max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         self.client = client
         self.network = ipaddress.ip_network(service_cidr, strict=True)
@@ -570,6 +560,8 @@ class ServiceProxy:
         self.dns_port = dns_port
         self.upstreams = upstreams
         self.resync_interval = resync_interval
+        self.udp_idle_timeout = udp_idle_timeout
+        self.udp_max_sessions = udp_max_sessions
         safe = str(self.network).replace("/", "_").replace(":", "-")
         self.lock = MachineLock(lock_dir / f"service-proxy-{safe}.lock")
         self.addresses = LoopbackAddresses(self.network)
@@ -581,7 +573,8 @@ class ServiceProxy:
             client, ENDPOINTS, endpoints_view, self.changed.set
         )
         self.pods: WatchCache[str] = WatchCache(client, POD, pod_ip, lambda: None)
-        self.proxies: dict[tuple[str, int], PortProxy] = {}
+        self.proxies: dict[tuple[str, int], PortProxy] = {}  # TCP
+        self.udp_proxies: dict[tuple[str, int], UdpPortProxy] = {}
         self.dns: DNSServer | None = None
         self.resolver = ClusterResolver(self, cluster_domain, service_network=str(self.network))
         self.active = asyncio.Event()  # set while this agent runs the proxy
@@ -695,15 +688,19 @@ class ServiceProxy:
     async def reconcile(self) -> None:
         """Make addresses, listeners and backends match the Services and Endpoints."""
         services = dict(self.services.items)
-        wanted = desired_listeners(services, self.network)
+        tcp = desired_listeners(services, self.network, "TCP")
+        udp = desired_listeners(services, self.network, "UDP")
         dns_ip = self._dns_ip()
-        if dns_ip is not None:
-            wanted.pop((dns_ip, self.dns_port), None)
+        if dns_ip is not None:  # the cluster DNS has that port, both protocols
+            tcp.pop((dns_ip, self.dns_port), None)
+            udp.pop((dns_ip, self.dns_port), None)
         self._by_ip = {s.cluster_ip: key for key, s in services.items() if s.cluster_ip}
         # Stop what is no longer wanted, then fix the addresses, then start what is new.
-        for key in [k for k in self.proxies if k not in wanted]:
+        for key in [k for k in self.proxies if k not in tcp]:
             await self.proxies.pop(key).close()
-        ips = {ip for ip, _ in wanted} | ({dns_ip} if dns_ip else set())
+        for key in [k for k in self.udp_proxies if k not in udp]:
+            await self.udp_proxies.pop(key).close()
+        ips = {ip for ip, _ in tcp} | {ip for ip, _ in udp} | ({dns_ip} if dns_ip else set())
         present = await asyncio.to_thread(self.addresses.listed)
         if ips - present:
             await asyncio.to_thread(self.addresses.add, ips - present)
@@ -716,25 +713,48 @@ class ServiceProxy:
                 self.dns = server
             except OSError as err:
                 log.warning("cluster DNS cannot listen on %s:%s: %s", dns_ip, self.dns_port, err)
+        await self._listen(self.proxies, tcp, services, "TCP", PortProxy)
+        await self._listen(self.udp_proxies, udp, services, "UDP", self._udp_proxy)
+
+    def _udp_proxy(self, ip: str, port: int) -> UdpPortProxy:
+        return UdpPortProxy(
+            ip, port, idle_timeout=self.udp_idle_timeout, max_sessions=self.udp_max_sessions
+        )
+
+    async def _listen(
+        self,
+        proxies: dict[tuple[str, int], P],
+        wanted: dict[tuple[str, int], tuple[str, str]],
+        services: dict[str, ServiceView],
+        protocol: str,
+        make: Callable[[str, int], P],
+    ) -> None:
+        """Start the missing listeners of ``protocol``; give every one its backends."""
         for key, (service_key, port_name) in wanted.items():
             service = services[service_key]
-            backends = self._backends(service_key, port_name)
-            proxy = self.proxies.get(key)
+            backends = self._backends(service_key, port_name, protocol)
+            proxy = proxies.get(key)
             if proxy is None:
-                proxy = PortProxy(key[0], key[1])
+                proxy = make(*key)
                 try:
                     await proxy.start()
                 except OSError as err:
-                    log.warning("cannot listen on %s:%s for %s: %s", *key, service_key, err)
+                    log.warning(
+                        "cannot listen on %s:%s/%s for %s: %s",
+                        *key,
+                        protocol.lower(),
+                        service_key,
+                        err,
+                    )
                     continue
-                self.proxies[key] = proxy
+                proxies[key] = proxy
             proxy.set_backends(backends, service.affinity_seconds)
 
-    def _backends(self, service_key: str, port_name: str) -> list[Backend]:
+    def _backends(self, service_key: str, port_name: str, protocol: str = "TCP") -> list[Backend]:
         view = self.endpoints.items.get(service_key)
         if view is None:
             return []
-        entries = view.ports.get(port_name, ())
+        entries = view.ports.get((port_name, protocol), ())
         return list(dict.fromkeys(Backend(address.ip, port) for address, port in entries))
 
     async def _shutdown(self) -> None:
@@ -742,6 +762,10 @@ class ServiceProxy:
             with contextlib.suppress(Exception):
                 await proxy.close()
         self.proxies.clear()
+        for udp in list(self.udp_proxies.values()):
+            with contextlib.suppress(Exception):
+                udp.close_now()
+        self.udp_proxies.clear()
         if self.dns is not None:
             with contextlib.suppress(Exception):
                 await self.dns.stop()

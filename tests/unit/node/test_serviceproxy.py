@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import time
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,7 @@ def test_client_ip_affinity_prefers_the_last_backend() -> None:
     backends = [Backend("h", 1), Backend("h", 2), Backend("h", 3)]
     proxy.set_backends(backends, 600)
     first = proxy.candidates("10.88.0.5")[0]
-    proxy._affinity["10.88.0.5"] = (first, time.monotonic())
+    proxy.balancer.remember("10.88.0.5", first)
     assert all(proxy.candidates("10.88.0.5")[0] == first for _ in range(5))
     # Without affinity it rotates.
     proxy.set_backends(backends, None)
@@ -126,8 +125,11 @@ def test_views_and_listeners() -> None:
     wanted = desired_listeners(
         {"ns/web": web, "ns/db": headless, "ns/out": outside, "ns/ext": external}, network
     )
-    # TCP ports of services with an address in the range only.
+    # Ports of services with an address in the range only, by protocol.
     assert wanted == {("10.96.1.2", 80): ("ns/web", "http")}
+    udp = desired_listeners({"ns/web": web, "ns/db": headless}, network, "UDP")
+    assert udp == {("10.96.1.2", 53): ("ns/web", "dns")}
+    assert desired_listeners({"ns/web": web}, network, "SCTP") == {}
 
     view = endpoints_view(
         {
@@ -149,10 +151,11 @@ def test_views_and_listeners() -> None:
         }
     )
     assert view is not None
-    assert [(a.ip, a.pod, port) for a, port in view.ports["http"]] == [
+    assert [(a.ip, a.pod, port) for a, port in view.ports[("http", "TCP")]] == [
         ("127.0.0.1", "ns/p1", 30001)
     ]
-    assert "dns" not in view.ports  # UDP is not proxied
+    assert [(a.ip, port) for a, port in view.ports[("dns", "UDP")]] == [("127.0.0.1", 30002)]
+    assert ("dns", "TCP") not in view.ports
 
 
 def test_loopback_addresses_parse_only_the_service_range() -> None:
