@@ -3,50 +3,23 @@ tests in tests/integration/auth run them through the server)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from starlette.datastructures import Headers
 
-from kumo.auth import bootstrap_policy
 from kumo.auth.authorizer import Attributes
 from kumo.auth.user import UserInfo
-from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from kumo.model.rbac import ClusterRole, Role, RoleBinding
 from kumo.model.registry import for_model
 from kumo.platform.api import audit
 from kumo.platform.api.access import ClusterAuthorizer, EscalationCheck
 from kumo.platform.api.errors import ApiError
 from kumo.platform.api.impersonation import impersonate
+from tests.unit.auth.policy_source import Source
 
 ALICE = UserInfo("alice", groups=("devs", "system:authenticated"))
 ROOT = UserInfo("root", groups=("system:masters",))
-
-
-@dataclass
-class Source:
-    roles: list[ClusterRole] = field(default_factory=bootstrap_policy.cluster_roles)
-    namespaced: list[Role] = field(default_factory=list)
-    crbs: list[ClusterRoleBinding] = field(default_factory=list)
-    rbs: list[RoleBinding] = field(default_factory=list)
-
-    def cluster_role(self, name: str) -> ClusterRole | None:
-        return next((r for r in self.roles if r.metadata.name == name), None)
-
-    def cluster_roles(self) -> Sequence[ClusterRole]:
-        return self.roles
-
-    def role(self, namespace: str, name: str) -> Role | None:
-        return next(
-            (r for r in self.namespaced if (r.namespace, r.name) == (namespace, name)), None
-        )
-
-    def cluster_role_bindings(self) -> Sequence[ClusterRoleBinding]:
-        return self.crbs
-
-    def role_bindings(self, namespace: str) -> Sequence[RoleBinding]:
-        return [b for b in self.rbs if b.metadata.namespace == namespace]
 
 
 def _bind(namespace: str, kind: str, name: str, who: str = "alice") -> RoleBinding:

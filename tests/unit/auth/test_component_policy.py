@@ -7,8 +7,6 @@ the server)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -26,35 +24,13 @@ from kumo.auth.user import (
 )
 from kumo.model.coordination import Lease
 from kumo.model.core import Node, Pod
-from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from kumo.model.registry import for_model
 from kumo.platform.api.access import only_gc_fields_changed
 from kumo.platform.api.errors import ApiError
 from kumo.platform.api.noderestriction import NodeRestriction, check_token_request
+from tests.unit.auth.policy_source import bootstrap_source
 
-
-@dataclass
-class Source:
-    roles: list[ClusterRole] = field(default_factory=bootstrap_policy.cluster_roles)
-    crbs: list[ClusterRoleBinding] = field(default_factory=bootstrap_policy.cluster_role_bindings)
-
-    def cluster_role(self, name: str) -> ClusterRole | None:
-        return next((r for r in self.roles if r.metadata.name == name), None)
-
-    def cluster_roles(self) -> Sequence[ClusterRole]:
-        return self.roles
-
-    def role(self, namespace: str, name: str) -> Role | None:
-        return None
-
-    def cluster_role_bindings(self) -> Sequence[ClusterRoleBinding]:
-        return self.crbs
-
-    def role_bindings(self, namespace: str) -> Sequence[RoleBinding]:
-        return []
-
-
-SOURCE = Source()
+SOURCE = bootstrap_source()
 
 
 def _user(component: str, node: str | None = None) -> UserInfo:

@@ -4,18 +4,18 @@ in tests/integration/auth/test_node_authorizer.py runs it through the server).""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from kumo.auth import bootstrap_policy
 from kumo.auth.authorizer import Attributes
 from kumo.auth.node_authorizer import NodeAuthorizer, pod_references, related
 from kumo.auth.user import AUTHENTICATED, NODES, UserInfo
-from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from kumo.model.rbac import ClusterRoleBinding
 from kumo.platform.api.access import ClusterAuthorizer
+from tests.unit.auth.policy_source import bootstrap_source
 
 N1 = UserInfo("system:node:n1", groups=(NODES, AUTHENTICATED))
 ROGUE = UserInfo("rogue", groups=(NODES, AUTHENTICATED))  # a node of unknown name
@@ -322,27 +322,6 @@ def test_a_malformed_pod_refers_to_nothing_but_its_account() -> None:
 # ---- in front of RBAC ------------------------------------------------------------------------
 
 
-@dataclass
-class Source:
-    roles: list[ClusterRole] = field(default_factory=bootstrap_policy.cluster_roles)
-    crbs: list[ClusterRoleBinding] = field(default_factory=bootstrap_policy.cluster_role_bindings)
-
-    def cluster_role(self, name: str) -> ClusterRole | None:
-        return next((r for r in self.roles if r.metadata.name == name), None)
-
-    def cluster_roles(self) -> Sequence[ClusterRole]:
-        return self.roles
-
-    def role(self, namespace: str, name: str) -> Role | None:
-        return None
-
-    def cluster_role_bindings(self) -> Sequence[ClusterRoleBinding]:
-        return self.crbs
-
-    def role_bindings(self, namespace: str) -> Sequence[RoleBinding]:
-        return []
-
-
 def _view_for_nodes() -> ClusterRoleBinding:
     return ClusterRoleBinding.model_validate(
         {
@@ -359,7 +338,7 @@ def _view_for_nodes() -> ClusterRoleBinding:
 
 async def test_the_cluster_authorizer_asks_the_node_authorizer_first() -> None:
     pods = Pods([_pod("p", "n1", {"volumes": [{"name": "v", "secret": {"secretName": "s"}}]})])
-    source = Source()
+    source = bootstrap_source()
     chain = ClusterAuthorizer(source, NodeAuthorizer(pods.on))
     assert (await chain.authorize(_attrs(N1, "get", "secrets", "s"))).allowed
     assert not (await chain.authorize(_attrs(N1, "get", "secrets", "other"))).allowed

@@ -4,8 +4,6 @@ Kubernetes' bootstrap policy allows (written out here independently of kumo's po
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -13,7 +11,8 @@ from kumo.auth import bootstrap_policy
 from kumo.auth.authorizer import Attributes
 from kumo.auth.rbac import allows
 from kumo.auth.user import UserInfo
-from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from kumo.model.rbac import ClusterRoleBinding, RoleBinding
+from tests.unit.auth.policy_source import Source
 
 R = frozenset({"get", "list", "watch"})
 W = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -114,28 +113,6 @@ VERBS = [
     "bind",
     "impersonate",
 ]
-
-
-@dataclass
-class Source:
-    roles: list[ClusterRole] = field(default_factory=bootstrap_policy.cluster_roles)
-    crbs: list[ClusterRoleBinding] = field(default_factory=list)
-    rbs: list[RoleBinding] = field(default_factory=list)
-
-    def cluster_role(self, name: str) -> ClusterRole | None:
-        return next((r for r in self.roles if r.metadata.name == name), None)
-
-    def cluster_roles(self) -> Sequence[ClusterRole]:
-        return self.roles
-
-    def role(self, namespace: str, name: str) -> Role | None:
-        return None
-
-    def cluster_role_bindings(self) -> Sequence[ClusterRoleBinding]:
-        return self.crbs
-
-    def role_bindings(self, namespace: str) -> Sequence[RoleBinding]:
-        return [b for b in self.rbs if b.metadata.namespace == namespace]
 
 
 USER = UserInfo("alice", groups=("team", "system:authenticated"))
