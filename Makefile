@@ -66,10 +66,20 @@ unit: python
 integration: setup
 	$(BIN)/pytest -q tests/integration
 
-# wrk drives the gateway benchmark (a built-in asyncio load generator is the fallback).
+# wrk drives the gateway benchmark (a built-in asyncio load generator is the fallback);
+# nginx and haproxy are its reference proxies. A policy-rc.d answering 101 keeps their
+# packages from starting system services while they install.
 bench: setup images
-	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk; }
+	@missing=""; command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		guard=""; [ -e /usr/sbin/policy-rc.d ] || guard=/usr/sbin/policy-rc.d; \
+		[ -z "$$guard" ] || printf '#!/bin/sh\nexit 101\n' | $$SUDO install -m 755 /dev/stdin $$guard; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+		status=$$?; [ -z "$$guard" ] || $$SUDO rm -f $$guard; exit $$status; \
+	fi
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pod_start.py
 	$(BIN)/python bench/scheduler.py

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/gateway.py [--duration 5] [--connections 32] [--rounds 3]
                                       [--backends json,static,http.server] [--no-container]
+                                      [--reference nginx,haproxy]
 
 What runs: a real ``kumo apiserver``; the backend in a real Podman container (the
 ``docker.io/library/python:3.11`` image that ``kumo images bootstrap`` builds), its port
@@ -23,6 +24,13 @@ Backends (one line each in the table):
   serverless gateway;
 - ``http.server``: Python's stock ``python3 -m http.server`` serving a small file (HTTP/1.0:
   one connection per request).
+
+Reference proxies: when ``nginx`` and ``haproxy`` are installed (Debian ``nginx-light`` and
+``haproxy``; ``make bench`` installs them) each runs as one single-threaded process routing
+the same Host to the same backend, with pooled keep-alive upstream connections and
+X-Forwarded-For, as the gateway does, and is measured in the same rounds. Their ratio is what
+a compiled proxy reaches on this machine: the ceiling any proxy meets here, which tells the
+machine's limit apart from the gateway's.
 
 Besides the ratio, the table shows the CPU the gateway process and the backend spent per
 request (from /proc): the gateway's own cost per request, independent of how the machine's
@@ -261,6 +269,100 @@ class Backend:
             stop_process(self.process)
 
 
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx-{port}.pid;
+error_log {root}/nginx-{port}.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/nginx-body;
+  proxy_temp_path {root}/nginx-proxy;
+  upstream app {{ server 127.0.0.1:{backend_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=1024;
+    server_name {host};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"""
+
+HAPROXY_CONF = """\
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend bench
+  bind 127.0.0.1:{port}
+  use_backend app if {{ req.hdr(host) -i {host} }}
+backend app
+  server app 127.0.0.1:{backend_port}
+"""
+
+REFERENCES = {
+    # name: (executable, configuration template, command after the executable)
+    "nginx": ("nginx", NGINX_CONF, ["-e", "stderr", "-c"]),
+    "haproxy": ("haproxy", HAPROXY_CONF, ["-db", "-f"]),
+}
+
+
+class ReferenceProxy:
+    """nginx or haproxy as one single-threaded process in front of the backend."""
+
+    def __init__(self, name: str, root: Path, backend: Backend, host: str) -> None:
+        self.name = name
+        self.port = free_port()
+        executable, template, flags = REFERENCES[name]
+        config = root / f"{name}-{self.port}.conf"
+        config.write_text(
+            template.format(root=root, port=self.port, backend_port=backend.port, host=host)
+        )
+        self.log = (root / f"{name}-{self.port}.out").open("wb")
+        self.process = subprocess.Popen(
+            [shutil.which(executable) or executable, *flags, str(config)],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.pid = self.process.pid
+        wait_until(
+            lambda: (
+                httpx.get(
+                    f"http://127.0.0.1:{self.port}{backend.path}", headers={"Host": host}
+                ).status_code
+                == 200
+            ),
+            name,
+        )
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+def references_available(requested: list[str]) -> tuple[list[str], list[str]]:
+    """The requested reference proxies that are installed, and a note for each missing one."""
+    found, missing = [], []
+    for name in requested:
+        if shutil.which(REFERENCES[name][0]):
+            found.append(name)
+        else:
+            missing.append(f"{name} is not installed (Debian package {name}"
+                           f"{'-light' if name == 'nginx' else ''})")  # fmt: skip
+    return found, missing
+
+
 class GatewayProcess:
     def __init__(self, api: ApiServer, root: Path) -> None:
         self.port = free_port()
@@ -439,33 +541,41 @@ def run_asyncio(port: int, path: str, host: str, connections: int, duration: flo
 # ---- main -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Side:
+    """One way of reaching the backend: directly, through the gateway or a reference proxy."""
+
+    name: str
+    port: int
+    host: str | None  # the Host header to send, None for the backend's own
+    pid: int | None  # the proxy process whose CPU is counted
+
+
 def measure(
-    backend: Backend, gateway: GatewayProcess, args: argparse.Namespace, use_wrk: bool
-) -> tuple[Result, Result]:
-    direct: list[Result] = []
-    proxied: list[Result] = []
-    host = f"app.{NAMESPACE}.localhost"
+    backend: Backend, sides: list[Side], args: argparse.Namespace, use_wrk: bool
+) -> dict[str, Result]:
+    """Median result per side; the sides take turns in every round, so noise falls on all."""
+    results: dict[str, list[Result]] = {side.name: [] for side in sides}
     for _ in range(args.rounds):
-        for port, results, host_header in (
-            (backend.port, direct, None),
-            (gateway.port, proxied, host),
-        ):
-            before = cpu_seconds(gateway.process.pid), cpu_seconds(backend.pid)
+        for side in sides:
+            before = cpu_seconds(side.pid) if side.pid else 0.0, cpu_seconds(backend.pid)
             if use_wrk:
                 result = run_wrk(
-                    f"http://127.0.0.1:{port}{backend.path}",
-                    host_header,
+                    f"http://127.0.0.1:{side.port}{backend.path}",
+                    side.host,
                     args.connections,
                     args.duration,
                 )
             else:
                 result = run_asyncio(
-                    port, backend.path, host_header or "127.0.0.1", args.connections, args.duration
-                )
+                    side.port, backend.path, side.host or "127.0.0.1", args.connections,
+                    args.duration,
+                )  # fmt: skip
             requests = max(result.requests_per_second * args.duration, 1.0)
-            result.gateway_cpu_us = (cpu_seconds(gateway.process.pid) - before[0]) / requests * 1e6
+            if side.pid:
+                result.gateway_cpu_us = (cpu_seconds(side.pid) - before[0]) / requests * 1e6
             result.backend_cpu_us = (cpu_seconds(backend.pid) - before[1]) / requests * 1e6
-            results.append(result)
+            results[side.name].append(result)
 
     def median(results: list[Result]) -> Result:
         return Result(
@@ -477,21 +587,31 @@ def measure(
             statistics.median(r.backend_cpu_us for r in results),
         )
 
-    return median(direct), median(proxied)
+    return {name: median(found) for name, found in results.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs per backend")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every side per backend")
     parser.add_argument("--backends", default="json,static,function,http.server")
     parser.add_argument("--no-container", action="store_true", help="run backends as processes")
+    parser.add_argument(
+        "--reference",
+        default="nginx,haproxy",
+        help="reference proxies measured alongside, when installed ('' for none)",
+    )
     args = parser.parse_args()
     kinds = [k.strip() for k in args.backends.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in BACKENDS]
     if unknown:
         parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    requested = [r.strip() for r in args.reference.split(",") if r.strip()]
+    unknown = [r for r in requested if r not in REFERENCES]
+    if unknown:
+        parser.error(f"unknown reference proxy {unknown}; choose from {', '.join(REFERENCES)}")
+    references, missing = references_available(requested)
 
     use_container, why_not = (
         (False, "--no-container") if args.no_container else container_available()
@@ -500,13 +620,16 @@ def main() -> int:
     print(
         f"load: {'wrk' if use_wrk else 'asyncio load generator (wrk not installed)'}, "
         f"{args.connections} keep-alive connections, {args.rounds} x {args.duration:g}s per side, "
-        "direct and gateway rounds alternating; medians"
+        "sides taking turns; medians"
     )
     if not use_container:
         print(f"backend: a local process ({why_not})")
-    print(f"machine: {os.cpu_count()} CPUs shared by load generator, gateway and backend\n")
+    for note in missing:
+        print(f"reference: {note}")
+    print(f"machine: {os.cpu_count()} CPUs shared by load generator, proxy and backend\n")
 
-    rows = []
+    host = f"app.{NAMESPACE}.localhost"
+    rows: list[tuple[str, str, dict[str, Result]]] = []
     with tempfile.TemporaryDirectory(prefix="kumo-bench-gateway-") as tmp:
         root = Path(tmp)
         api = ApiServer(root)
@@ -519,52 +642,79 @@ def main() -> int:
                 gateway = GatewayProcess(api, root)
                 for kind in kinds:
                     backend = Backend(kind, root, use_container)
+                    proxies: list[ReferenceProxy] = []
                     try:
                         publish(client, backend)
                         url = f"http://127.0.0.1:{gateway.port}{backend.path}"
-                        headers = {"Host": f"app.{NAMESPACE}.localhost"}
                         wait_until(
-                            lambda u=url, h=headers: httpx.get(u, headers=h).status_code == 200,
+                            lambda u=url: httpx.get(u, headers={"Host": host}).status_code == 200,
                             "route through the gateway",
                         )
-                        direct, proxied = measure(backend, gateway, args, use_wrk)
-                        rows.append((kind, backend.where, direct, proxied))
+                        for name in references:
+                            proxies.append(ReferenceProxy(name, root, backend, host))
+                        sides = [
+                            Side("direct", backend.port, None, None),
+                            Side("gateway", gateway.port, host, gateway.process.pid),
+                            *(Side(p.name, p.port, host, p.pid) for p in proxies),
+                        ]
+                        rows.append((kind, backend.where, measure(backend, sides, args, use_wrk)))
                     finally:
+                        for proxy in proxies:
+                            proxy.stop()
                         backend.stop()
         finally:
             if gateway is not None:
                 gateway.stop()
             api.stop()
 
-    wheres = sorted({where for _, where, _, _ in rows})
+    print_report(rows, references)
+    return 0
+
+
+def print_report(rows: list[tuple[str, str, dict[str, Result]]], references: list[str]) -> None:
+    wheres = sorted({where for _, where, _ in rows})
     print(f"backend runs as: {', '.join(wheres)}")
     header = (
         f"{'backend':<12} {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7}   "
         f"{'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}   "
         f"{'CPU us/req: backend':>19} {'gateway':>8}"
+        + "".join(f"   {name + ' ratio':>13} {'CPU':>5}" for name in references)
     )
     print(header)
     print("-" * len(header))
-    for kind, _, direct, proxied in rows:
-        ratio = proxied.requests_per_second / direct.requests_per_second
-        errors = direct.errors + proxied.errors
-        print(
+    for kind, _, results in rows:
+        direct, proxied = results["direct"], results["gateway"]
+        errors = sum(r.errors for r in results.values())
+        line = (
             f"{kind:<12} {direct.requests_per_second:>12,.0f} {direct.p50_ms:>7.2f} "
             f"{direct.p99_ms:>7.2f}   {proxied.requests_per_second:>13,.0f} {proxied.p50_ms:>7.2f} "
-            f"{proxied.p99_ms:>7.2f}   {ratio:>5.2f}   "
+            f"{proxied.p99_ms:>7.2f}   {ratio(proxied, direct):>5.2f}   "
             f"{direct.backend_cpu_us:>19.1f} {proxied.gateway_cpu_us:>8.1f}"
-            + (f"   ({errors} errors)" if errors else "")
         )
+        for name in references:
+            line += f"   {ratio(results[name], direct):>13.2f} {results[name].gateway_cpu_us:>5.1f}"
+        print(line + (f"   ({errors} errors)" if errors else ""))
     print()
-    for kind, _, direct, proxied in rows:
-        ratio = proxied.requests_per_second / direct.requests_per_second
-        verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+    for kind, _, results in rows:
+        direct, proxied = results["direct"], results["gateway"]
+        gateway_ratio = ratio(proxied, direct)
+        verdict = "meets" if gateway_ratio >= TARGET_RATIO else "misses"
         print(
-            f"{kind}: gateway/direct = {ratio:.2f} ({verdict} the {TARGET_RATIO}x target); "
+            f"{kind}: gateway/direct = {gateway_ratio:.2f} ({verdict} the {TARGET_RATIO}x target); "
             f"the gateway spends {proxied.gateway_cpu_us:.0f} us CPU per request, "
             f"{proxied.gateway_cpu_us / max(direct.backend_cpu_us, 0.1):.1f}x the backend's own"
         )
-    return 0
+        for name in references:
+            reference = results[name]
+            print(
+                f"  {name}: {ratio(reference, direct):.2f} of direct, "
+                f"{reference.gateway_cpu_us:.0f} us CPU per request; the gateway makes "
+                f"{ratio(proxied, reference):.2f}x {name}'s throughput"
+            )
+
+
+def ratio(measured: Result, baseline: Result) -> float:
+    return measured.requests_per_second / max(baseline.requests_per_second, 1e-9)
 
 
 if __name__ == "__main__":
