@@ -123,6 +123,8 @@ class Components:
     # Seconds between the agent's lease renewals; a quarter of the node monitor grace period,
     # as Kubernetes' kubelet renews every 10 s against a 40 s grace period.
     lease_renew_interval: float | None = None
+    # Seconds between the agent's usage samples (kumo top); None keeps the agent's default.
+    stats_interval: float | None = None
 
     @property
     def agent_node_name(self) -> str:
@@ -156,6 +158,8 @@ def _component_runners(server: ApiServer, components: Components) -> dict[str, R
         options["node_name"] = components.agent_node_name
         if components.lease_renew_interval is not None:
             options["lease_renew_interval"] = components.lease_renew_interval
+        if components.stats_interval is not None:
+            options["stats_interval"] = components.stats_interval
         await run_agent(client, stop, services=[node_server], **options)
 
     runners: dict[str, Runner] = {
@@ -348,6 +352,12 @@ def apiserver(
     show_default=True,
     help="Port of the gateway's /metrics and health checks.",
 )
+@click.option(
+    "--stats-interval",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Seconds between the agent's samples of node and container usage (kumo top; default 10).",
+)
 @lifecycle_options
 def up(
     data_dir: str | None,
@@ -362,6 +372,7 @@ def up(
     kubelet_port: int,
     gateway_port: int,
     gateway_metrics_port: int,
+    stats_interval: float | None,
     node_monitor_grace_period: float | None,
     pod_eviction_timeout: float | None,
     **access: Any,
@@ -378,6 +389,7 @@ def up(
         kubelet_port=kubelet_port,
         gateway_port=gateway_port,
         gateway_metrics_port=gateway_metrics_port,
+        stats_interval=stats_interval,
         lease_renew_interval=(
             min(10.0, node_monitor_grace_period / 4) if node_monitor_grace_period else None
         ),

@@ -37,6 +37,8 @@ from tests.integration.agent.conftest import (
 # Node lifecycle short enough for a test: NotReady after 6 s of silence, evict 2 s later.
 GRACE_PERIOD = 6
 EVICTION_TIMEOUT = 2
+# Seconds between the agent's usage samples (kumo top), shorter than the default 10 s.
+STATS_INTERVAL = 2
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Platform:
             str(GRACE_PERIOD),
             "--pod-eviction-timeout",
             str(EVICTION_TIMEOUT),
+            "--stats-interval",
+            str(STATS_INTERVAL),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import Platform, wait_until
+from tests.e2e.conftest import STATS_INTERVAL, Platform, wait_until
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -68,12 +68,15 @@ def test_the_readme_walk_through(platform: Platform) -> None:
         lambda: {v for _, v in answers(platform, host, 6)} == {"v1"}, 30, "v1 back after undo"
     )
 
-    # kumo top: the agent of kumo up samples every 10 s; a pod shows after two samples
+    # kumo top: the agent of kumo up samples usage every STATS_INTERVAL s; a pod shows once
+    # two samples of it exist
     def top_rows() -> list[list[str]]:
         out = platform.kumo("top", "pods", "-n", namespace, "-l", "app=web", "--no-headers")
         return [line.split() for line in out.stdout.splitlines() if line.strip()]
 
-    rows = wait_until(lambda: len(top_rows()) == 3 and top_rows(), 60, "kumo top pods")
+    rows = wait_until(
+        lambda: len(top_rows()) == 3 and top_rows(), 15 * STATS_INTERVAL, "kumo top pods"
+    )
     for name, cpu, memory in rows:
         assert name.startswith("web-") and cpu.endswith("m") and memory.endswith("Mi"), rows
         assert int(memory[:-2]) >= 1, rows  # a Python web server holds some MiB
