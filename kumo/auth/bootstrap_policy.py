@@ -251,6 +251,11 @@ def controller_manager_rules() -> list[PolicyRule]:
         # resource quota controller
         _rule([""], ["resourcequotas"], READ),
         _rule([""], ["resourcequotas/status"], ["update"]),
+        # horizontal pod autoscaler: any scale subresource, pod usage, its own status
+        _rule(["*"], ["*/scale"], ["get", "update"]),
+        _rule(["metrics.k8s.io"], ["pods"], ["list"]),
+        _rule(["autoscaling"], ["horizontalpodautoscalers"], READ),
+        _rule(["autoscaling"], ["horizontalpodautoscalers/status"], ["update"]),
         # service account controller and root CA publisher (kube-root-ca.crt)
         _rule([""], ["serviceaccounts"], ["create", "get", "list", "watch"]),
         _rule([""], ["configmaps"], ["create", "get", "list", "watch", "update"]),

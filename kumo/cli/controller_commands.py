@@ -31,8 +31,15 @@ async def _run(names: list[str] | None, context: str | None) -> None:
 
 
 def lifecycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--node-monitor-grace-period`` and ``--pod-eviction-timeout``; apply them with
-    ``apply_lifecycle_options``."""
+    """``--node-monitor-grace-period``, ``--pod-eviction-timeout`` and
+    ``--horizontal-pod-autoscaler-sync-period``; apply them with ``apply_lifecycle_options``."""
+    func = click.option(
+        "--horizontal-pod-autoscaler-sync-period",
+        "hpa_sync_period",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Seconds between the autoscaler's looks at each HPA's metrics (default 15).",
+    )(func)
     func = click.option(
         "--pod-eviction-timeout",
         type=click.FloatRange(min=0),
@@ -47,8 +54,14 @@ def lifecycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def apply_lifecycle_options(grace_period: float | None, eviction_timeout: float | None) -> None:
-    # The node lifecycle controller reads these when it is built (see nodelifecycle.py).
+def apply_lifecycle_options(
+    grace_period: float | None,
+    eviction_timeout: float | None,
+    hpa_sync_period: float | None = None,
+) -> None:
+    # The controllers read these when they are built (see nodelifecycle.py, horizontal.py).
+    if hpa_sync_period is not None:
+        os.environ["KUMO_HPA_SYNC_PERIOD"] = str(hpa_sync_period)
     if grace_period is not None:
         os.environ["KUMO_NODE_MONITOR_GRACE_PERIOD"] = str(grace_period)
     if eviction_timeout is not None:
@@ -70,10 +83,11 @@ def controllers(
     selected: str,
     node_monitor_grace_period: float | None,
     pod_eviction_timeout: float | None,
+    hpa_sync_period: float | None,
 ) -> None:
     """Run the controllers (garbage collector, namespaces, service accounts, ...) alone; they
     talk to the API server of the current context. Stops on SIGINT / SIGTERM."""
-    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout)
+    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout, hpa_sync_period)
     names = _names(selected)
     context = (ctx.obj or {}).get("context")
     asyncio.run(_run(names, context))

@@ -375,12 +375,13 @@ def up(
     stats_interval: float | None,
     node_monitor_grace_period: float | None,
     pod_eviction_timeout: float | None,
+    hpa_sync_period: float | None,
     **access: Any,
 ) -> None:
     """Start kumo on this machine: the API server, controllers, scheduler, gateway and a
     node agent. Each of them also runs alone (kumo apiserver|controllers|scheduler|gateway|
     agent) and talks to the others only through the API."""
-    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout)
+    apply_lifecycle_options(node_monitor_grace_period, pod_eviction_timeout, hpa_sync_period)
     options = _options(data_dir, address, port, advertise, compaction_interval, bookmark_interval)
     options.access = access_options(access)
     components = Components(

@@ -399,6 +399,75 @@ def scale(
         click.echo(f"{qualified(info, name)} scaled")
 
 
+# ---- autoscale ---------------------------------------------------------------------------------
+
+
+@click.command("autoscale")
+@target_options
+@click.option("--min", "min_replicas", type=int, default=None, help="Lower limit of replicas.")
+@click.option("--max", "max_replicas", type=int, required=True, help="Upper limit of replicas.")
+@click.option(
+    "--cpu-percent",
+    type=int,
+    default=None,
+    help="Target average CPU use of the pods, in percent of their CPU request (default 80).",
+)
+@click.option("--name", default="", help="Name of the HorizontalPodAutoscaler (default: target's).")
+@click.pass_context
+@handles_errors
+def autoscale(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    namespace: str | None,
+    min_replicas: int | None,
+    max_replicas: int,
+    cpu_percent: int | None,
+    name: str,
+) -> None:
+    """Create a HorizontalPodAutoscaler that keeps a Deployment's (or ReplicaSet's) pods at a
+    target CPU use: kumo autoscale deployment/web --min 2 --max 10 --cpu-percent 60."""
+    info, target_name = target(args)
+    if "scale" not in info.subresources:
+        die(f"{info.group_resource} cannot be autoscaled (it has no scale subresource)")
+    if max_replicas < 1:
+        die("--max must be at least 1")
+    if min_replicas is not None and not 1 <= min_replicas <= max_replicas:
+        die(f"--min must be between 1 and --max ({max_replicas})")
+    if cpu_percent is not None and cpu_percent < 1:
+        die("--cpu-percent must be at least 1")
+    client = make_client(ctx)
+    ns = namespace or client.namespace
+    client.get_raw(info, target_name, ns)  # a missing target fails here, with its name
+    hpa_spec: Obj = {
+        "scaleTargetRef": {
+            "apiVersion": info.api_version,
+            "kind": info.kind,
+            "name": target_name,
+        },
+        "maxReplicas": max_replicas,
+    }
+    if min_replicas is not None:
+        hpa_spec["minReplicas"] = min_replicas
+    if cpu_percent is not None:
+        hpa_spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": cpu_percent},
+                },
+            }
+        ]
+    body: Obj = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name or target_name, "namespace": ns},
+        "spec": hpa_spec,
+    }
+    client.create_raw(body, ns)
+    click.echo(f"horizontalpodautoscaler.autoscaling/{name or target_name} autoscaled")
+
+
 # ---- cordon, uncordon, drain -----------------------------------------------------------------
 
 
@@ -717,6 +786,7 @@ def events(
 def register(group: click.Group) -> None:
     group.add_command(rollout)
     group.add_command(scale)
+    group.add_command(autoscale)
     group.add_command(cordon)
     group.add_command(uncordon)
     group.add_command(drain)

@@ -100,6 +100,12 @@ class ResourceMetricStatus(KumoModel):
     current: MetricValueStatus
 
 
+class ContainerResourceMetricStatus(KumoModel):
+    name: str
+    container: str
+    current: MetricValueStatus
+
+
 class PodsMetricStatus(KumoModel):
     metric: MetricIdentifier
     current: MetricValueStatus
@@ -108,6 +114,7 @@ class PodsMetricStatus(KumoModel):
 class MetricStatus(KumoModel):
     type: str
     resource: ResourceMetricStatus | None = None
+    container_resource: ContainerResourceMetricStatus | None = None
     pods: PodsMetricStatus | None = None
 
 

@@ -14,6 +14,7 @@ from kumo.client import AsyncClient
 from kumo.platform.controllers.deployment import DeploymentController
 from kumo.platform.controllers.endpoints import EndpointsController
 from kumo.platform.controllers.garbagecollector import GarbageCollector
+from kumo.platform.controllers.horizontal import HorizontalPodAutoscalerController
 from kumo.platform.controllers.informer import EventHandler, InformerFactory, SharedInformer
 from kumo.platform.controllers.job import JobController
 from kumo.platform.controllers.namespace import NamespaceController
@@ -43,6 +44,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     EndpointsController.name: EndpointsController,
     NodeLifecycleController.name: NodeLifecycleController,
     ResourceQuotaController.name: ResourceQuotaController,
+    HorizontalPodAutoscalerController.name: HorizontalPodAutoscalerController,
 }
 
 
@@ -83,6 +85,7 @@ __all__ = [
     "EventHandler",
     "ExponentialBackoff",
     "GarbageCollector",
+    "HorizontalPodAutoscalerController",
     "InformerFactory",
     "JobController",
     "NamespaceController",

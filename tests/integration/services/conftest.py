@@ -98,9 +98,9 @@ class CidrApiServer(ApiServerProcess):
 
 
 class Controllers:
-    """``kumo controllers --controllers NAMES`` for ``server``."""
+    """``kumo controllers --controllers NAMES [EXTRA...]`` for ``server``."""
 
-    def __init__(self, server: ApiServerProcess, log_path: Path, names: str) -> None:
+    def __init__(self, server: ApiServerProcess, log_path: Path, names: str, *extra: str) -> None:
         # as its own identity (system:kube-controller-manager), not as the admin
         kubeconfig = component_kubeconfig(
             server.client_config(), "controllers", log_path.with_suffix(".kubeconfig")
@@ -109,7 +109,7 @@ class Controllers:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(KUMO), "controllers", "--controllers", names],
+                [str(KUMO), "controllers", "--controllers", names, *extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -146,6 +146,12 @@ def test_the_controller_manager_has_what_its_controllers_call() -> None:
         ("delete", "secrets", ""),
         ("patch", "functions", "kumo.dev"),
         ("delete", "rolebindings", "rbac.authorization.k8s.io"),
+        # the horizontal pod autoscaler: any scale subresource, pod usage, its own status
+        ("get", "deployments/scale", "apps"),
+        ("update", "replicasets/scale", "apps"),
+        ("list", "pods", "metrics.k8s.io"),
+        ("watch", "horizontalpodautoscalers", "autoscaling"),
+        ("update", "horizontalpodautoscalers/status", "autoscaling"),
     ]:
         assert _can(CONTROLLERS, verb, resource, group=group), (verb, resource)
     assert _can(CONTROLLERS, "update", "namespaces/finalize", "ns", name="ns")
