@@ -235,29 +235,33 @@ def _job_duration(job: Obj) -> str:
 
 
 def _hpa_targets(hpa: Obj) -> str:
-    current = {
-        m.get("resource", {}).get("name"): m
-        for m in _status(hpa).get("currentMetrics") or []
-        if m.get("type") == "Resource"
-    }
+    """kubectl's TARGETS column: ``cpu: 84%/60%`` per Resource metric, ``cpu(app): ...`` per
+    ContainerResource metric, ``<unknown>`` until the autoscaler measured it."""
+    current: dict[tuple[str, str, str], Obj] = {}
+    for entry in _status(hpa).get("currentMetrics") or []:
+        kind = str(entry.get("type"))
+        source = entry.get("resource" if kind == "Resource" else "containerResource") or {}
+        key = (kind, str(source.get("name")), str(source.get("container") or ""))
+        current[key] = source.get("current") or {}
     parts = []
     for metric in _spec(hpa).get("metrics") or []:
-        if metric.get("type") != "Resource":
-            parts.append(f"<{metric.get('type')}>")
+        kind = str(metric.get("type"))
+        if kind not in ("Resource", "ContainerResource"):
+            parts.append(f"<{kind}>")
             continue
-        resource = metric.get("resource") or {}
-        target = resource.get("target") or {}
-        have = (current.get(resource.get("name")) or {}).get("resource", {}).get("current", {})
+        source = metric.get("resource" if kind == "Resource" else "containerResource") or {}
+        name, container = str(source.get("name")), str(source.get("container") or "")
+        label = f"{name}({container})" if kind == "ContainerResource" else name
+        target = source.get("target") or {}
+        have = current.get((kind, name, container)) or {}
         if target.get("type") == "Utilization":
             now = have.get("averageUtilization")
-            parts.append(
-                f"{resource.get('name')}: {str(now) + '%' if now is not None else '<unknown>'}/{target.get('averageUtilization')}%"
-            )
+            shown = f"{now}%" if now is not None else "<unknown>"
+            parts.append(f"{label}: {shown}/{target.get('averageUtilization')}%")
         else:
             now = have.get("averageValue")
-            parts.append(
-                f"{resource.get('name')}: {now if now is not None else '<unknown>'}/{target.get('averageValue') or target.get('value')}"
-            )
+            wanted = target.get("averageValue") or target.get("value")
+            parts.append(f"{label}: {now if now is not None else '<unknown>'}/{wanted}")
     return ", ".join(parts) or "<none>"
 
 
