@@ -294,7 +294,10 @@ class HorizontalPodAutoscalerController(Controller):
             )  # fmt: skip
             if proposal.error:  # some metrics failed: the others may scale up, never down
                 self.events.warning(hpa, proposal.error_reason, proposal.error)
-            desired, limited = self._normalize(hpa, history, proposal.replicas, current)
+            desired, limited, stabilization = self._normalize(
+                hpa, history, proposal.replicas, current
+            )
+            conditions.set("AbleToScale", "True", *stabilization)
             if proposal.error and desired < current:
                 desired = current
             reason = proposal.reason
@@ -303,7 +306,7 @@ class HorizontalPodAutoscalerController(Controller):
             else:
                 conditions.set(
                     "ScalingLimited", "False", "DesiredWithinRange",
-                    limited.message or "the desired count is within the acceptable range",
+                    "the desired count is within the acceptable range",
                 )  # fmt: skip
         if desired == current:
             await self._write_status(
@@ -358,7 +361,9 @@ class HorizontalPodAutoscalerController(Controller):
 
     def _normalize(
         self, hpa: Obj, history: History, proposed: int, current: int
-    ) -> tuple[int, Limited]:
+    ) -> tuple[int, Limited, tuple[str, str]]:
+        """The stabilized, rate-limited count; why it is limited; the AbleToScale reason and
+        message saying whether stabilization changed the proposal."""
         behavior = spec(hpa).get("behavior") or {}
         up = rules_from(behavior.get("scaleUp"), DEFAULT_SCALE_UP)
         down = rules_from(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN)
@@ -385,14 +390,21 @@ class HorizontalPodAutoscalerController(Controller):
             up_events=history.scale_up_events, down_events=history.scale_down_events,
             up=up, down=down, now=clock,
         )  # fmt: skip
-        if stabilized != proposed and not limited.reason:
-            direction = "lower" if stabilized > proposed else "higher"
-            message = (
-                f"recent recommendations were {direction} than current one, applying the "
-                f"{'highest' if direction == 'higher' else 'lowest'} recent recommendation"
+        if stabilized > proposed:
+            stabilization = (
+                "ScaleDownStabilized",
+                "recent recommendations were higher than current one, applying the highest "
+                "recent recommendation",
             )
-            return limited.replicas, Limited(limited.replicas, "", message)
-        return limited.replicas, limited
+        elif stabilized < proposed:
+            stabilization = (
+                "ScaleUpStabilized",
+                "recent recommendations were lower than current one, applying the lowest recent "
+                "recommendation",
+            )
+        else:
+            stabilization = ("ReadyForNewScale", "recommended size matches current size")
+        return limited.replicas, limited, stabilization
 
     # ---- metrics ----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ containers, the API server serves their usage (metrics.k8s.io), and ``kumo contr
 identity) scales Deployments on it.
 
 - busy pods (spinning, capped at 200m against a 100m request) scale up to maxReplicas;
-- idle pods scale down to minReplicas once the (here zero) stabilization window allows;
+- idle pods scale down to minReplicas once the (here 8 s) stabilization window allows;
 - pods without a cpu request: ScalingActive=False naming the missing request, no scaling.
 """
 
@@ -34,6 +34,8 @@ EVENT = by_kind("v1", "Event")
 assert DEPLOYMENT is not None and HPA is not None and EVENT is not None
 SPIN = "while :; do :; done"
 IDLE = "while :; do sleep 3600; done"
+# seconds of the scale-down stabilization window in the scale-down test
+WINDOW = 8
 
 
 @pytest.fixture(scope="module")
@@ -249,16 +251,30 @@ def test_idle_pods_scale_down_to_min_replicas(
     manifest["spec"]["replicas"] = 3
     client.create_raw(manifest, namespace)
     try:
+        # a short scale-down window: the HPA holds 3 for its length, then goes to 1
         client.create_raw(
             hpa(
                 name, min_replicas=1, max_replicas=3, percent=50,
-                scaleDown={"stabilizationWindowSeconds": 0},
+                scaleDown={"stabilizationWindowSeconds": WINDOW},
             ),
             namespace,
         )  # fmt: skip
+        held = wait_until(
+            lambda: (
+                condition(found := client.get_raw(HPA, name, namespace), "AbleToScale").get(
+                    "reason"
+                )
+                == "ScaleDownStabilized"
+                and found
+            ),
+            60,
+            f"ScaleDownStabilized\n{diagnostics(controllers, agent)}",
+        )
+        assert held["status"]["desiredReplicas"] == 3
+        assert replicas(client, namespace, name) == 3
         wait_until(
             lambda: replicas(client, namespace, name) == 1,
-            90,
+            WINDOW + 30,
             f"scaled down to 1\n{diagnostics(controllers, agent)}",
         )
         rescales = wait_until(
