@@ -89,6 +89,7 @@ def _view_rules() -> list[PolicyRule]:
             ["autoscaling"], ["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ
         ),
         _rule(["batch"], ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
+        _rule(["policy"], ["poddisruptionbudgets", "poddisruptionbudgets/status"], READ),
         _rule(["discovery.k8s.io"], ["endpointslices"], READ),
         _rule(["kumo.dev"], ["functions", "functions/status"], READ),
         # what metrics-server's system:aggregated-metrics-reader aggregates into view
@@ -145,6 +146,7 @@ def _edit_rules() -> list[PolicyRule]:
         ),
         _rule(["autoscaling"], ["horizontalpodautoscalers"], WRITE),
         _rule(["batch"], ["cronjobs", "jobs"], WRITE),
+        _rule(["policy"], ["poddisruptionbudgets"], WRITE),
         _rule(["kumo.dev"], ["functions", "functions/scale"], WRITE),
         *_view_rules(),
     ]
@@ -256,6 +258,9 @@ def controller_manager_rules() -> list[PolicyRule]:
         _rule(["metrics.k8s.io"], ["pods"], ["list"]),
         _rule(["autoscaling"], ["horizontalpodautoscalers"], READ),
         _rule(["autoscaling"], ["horizontalpodautoscalers/status"], ["update"]),
+        # disruption controller: budgets' status from the pods and their owners' scale
+        _rule(["policy"], ["poddisruptionbudgets"], READ),
+        _rule(["policy"], ["poddisruptionbudgets/status"], ["update"]),
         # service account controller and root CA publisher (kube-root-ca.crt)
         _rule([""], ["serviceaccounts"], ["create", "get", "list", "watch"]),
         _rule([""], ["configmaps"], ["create", "get", "list", "watch", "update"]),

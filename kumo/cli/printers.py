@@ -526,6 +526,16 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
         [],
     ),
+    "PodDisruptionBudget": (
+        [
+            ("NAME", _name),
+            ("MIN AVAILABLE", lambda o: str(_spec(o).get("minAvailable", "N/A"))),
+            ("MAX UNAVAILABLE", lambda o: str(_spec(o).get("maxUnavailable", "N/A"))),
+            ("ALLOWED DISRUPTIONS", lambda o: str(_status(o).get("disruptionsAllowed", 0))),
+            ("AGE", _age),
+        ],
+        [],
+    ),
     "ResourceQuota": (
         [
             ("NAME", _name),

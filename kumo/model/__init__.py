@@ -29,6 +29,7 @@ from kumo.model.core import (
     ServiceAccount,
 )
 from kumo.model.functions import Function
+from kumo.model.policy import PodDisruptionBudget
 from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ObjectMeta",
     "OwnerReference",
     "Pod",
+    "PodDisruptionBudget",
     "PodSpec",
     "ReplicaSet",
     "Resource",

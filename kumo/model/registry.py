@@ -23,6 +23,7 @@ from kumo.model.core import (
     ServiceAccount,
 )
 from kumo.model.functions import Function
+from kumo.model.policy import PodDisruptionBudget
 from kumo.model.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 
@@ -108,6 +109,7 @@ KINDS: tuple[type[Resource], ...] = (
     RoleBinding,
     ClusterRoleBinding,
     HorizontalPodAutoscaler,
+    PodDisruptionBudget,
     Function,
 )
 

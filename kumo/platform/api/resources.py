@@ -30,7 +30,7 @@ from kumo.model.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from kumo.platform.api import admission
+from kumo.platform.api import admission, disruption
 from kumo.platform.api.errors import (
     ApiError,
     already_exists,
@@ -1103,7 +1103,12 @@ class ResourceAPI:
         options = raw.get("deleteOptions") or {}
         if not isinstance(options, dict):
             raise bad_request("deleteOptions must be a JSON object")
-        await self._delete_one(call, call.target.name, _checked_delete_options(dict(options)))
+        checked = _checked_delete_options(dict(options))
+        pod = await self.store.get(self._key(call))
+        if pod is None:
+            raise not_found(call.info, call.target.name)
+        await disruption.admit_eviction(self.store, pod, now_rfc3339())
+        await self._delete_one(call, call.target.name, checked)
         return _json(
             {
                 "kind": "Status",

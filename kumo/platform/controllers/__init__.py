@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from kumo.client import AsyncClient
 from kumo.platform.controllers.deployment import DeploymentController
+from kumo.platform.controllers.disruption import DisruptionController
 from kumo.platform.controllers.endpoints import EndpointsController
 from kumo.platform.controllers.garbagecollector import GarbageCollector
 from kumo.platform.controllers.horizontal import HorizontalPodAutoscalerController
@@ -45,6 +46,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     NodeLifecycleController.name: NodeLifecycleController,
     ResourceQuotaController.name: ResourceQuotaController,
     HorizontalPodAutoscalerController.name: HorizontalPodAutoscalerController,
+    DisruptionController.name: DisruptionController,
 }
 
 
@@ -81,6 +83,7 @@ __all__ = [
     "ControllerFactory",
     "ControllerManager",
     "DeploymentController",
+    "DisruptionController",
     "EndpointsController",
     "EventHandler",
     "ExponentialBackoff",

@@ -261,6 +261,7 @@ def test_discovery(client: Client) -> None:
         "coordination.k8s.io": "coordination.k8s.io/v1",
         "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
         "autoscaling": "autoscaling/v2",
+        "policy": "policy/v1",
         "kumo.dev": "kumo.dev/v1",
         # served without storage: access reviews, token reviews (kumo.platform.api.reviews)
         "authentication.k8s.io": "authentication.k8s.io/v1",

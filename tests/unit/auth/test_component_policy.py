@@ -152,6 +152,9 @@ def test_the_controller_manager_has_what_its_controllers_call() -> None:
         ("list", "pods", "metrics.k8s.io"),
         ("watch", "horizontalpodautoscalers", "autoscaling"),
         ("update", "horizontalpodautoscalers/status", "autoscaling"),
+        # the disruption controller
+        ("watch", "poddisruptionbudgets", "policy"),
+        ("update", "poddisruptionbudgets/status", "policy"),
     ]:
         assert _can(CONTROLLERS, verb, resource, group=group), (verb, resource)
     assert _can(CONTROLLERS, "update", "namespaces/finalize", "ns", name="ns")
