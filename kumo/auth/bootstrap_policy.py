@@ -240,6 +240,10 @@ def controller_manager_rules() -> list[PolicyRule]:
         _rule(["apps"], ["replicasets/status"], ["update"]),
         _rule(["batch"], ["jobs"], READ),
         _rule(["batch"], ["jobs/status"], ["update"]),
+        # cronjob controller: Jobs from the template, its own status
+        _rule(["batch"], ["cronjobs"], READ),
+        _rule(["batch"], ["cronjobs/status"], ["update"]),
+        _rule(["batch"], ["jobs"], ["create"]),
         # endpoints controller
         _rule([""], ["services"], READ),
         _rule([""], ["endpoints"], ["create", "delete", "get", "list", "update", "watch"]),

@@ -497,6 +497,25 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
         _TEMPLATE_WIDE,
     ),
+    "CronJob": (
+        [
+            ("NAME", _name),
+            ("SCHEDULE", lambda o: str(_spec(o).get("schedule", ""))),
+            ("TIMEZONE", lambda o: _none(_spec(o).get("timeZone"))),
+            ("SUSPEND", lambda o: str(bool(_spec(o).get("suspend"))).capitalize()),
+            ("ACTIVE", lambda o: str(len(_status(o).get("active") or []))),
+            (
+                "LAST SCHEDULE",
+                lambda o: (
+                    age(_status(o)["lastScheduleTime"])
+                    if _status(o).get("lastScheduleTime")
+                    else "<none>"
+                ),
+            ),
+            ("AGE", _age),
+        ],
+        [],
+    ),
     "Lease": (
         [
             ("NAME", _name),

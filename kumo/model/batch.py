@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from kumo.model.base import Condition, KumoModel, LabelSelector, Resource, immutable_field
-from kumo.model.core import PodTemplateSpec, Problems
+from pydantic import Field
+
+from kumo.model import cron
+from kumo.model.base import (
+    Condition,
+    KumoModel,
+    LabelSelector,
+    ObjectMeta,
+    Resource,
+    immutable_field,
+)
+from kumo.model.core import ObjectReference, PodTemplateSpec, Problems
 from kumo.model.selectors import SelectorError, from_label_selector
 
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
@@ -138,3 +148,91 @@ class Job(Resource):
             *immutable_field("spec.template", spec.template, before.template),
             *immutable_field("spec.completionMode", spec.completion_mode, before.completion_mode),
         ]
+
+
+# ---- CronJob -------------------------------------------------------------------------------
+
+CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+SCHEDULED_TIMESTAMP_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+
+
+class JobTemplateSpec(KumoModel):
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobSpec
+
+
+class CronJobSpec(KumoModel):
+    schedule: str
+    time_zone: str | None = None
+    starting_deadline_seconds: int | None = None
+    concurrency_policy: str | None = None
+    suspend: bool | None = None
+    job_template: JobTemplateSpec
+    successful_jobs_history_limit: int | None = None
+    failed_jobs_history_limit: int | None = None
+
+
+class CronJobStatus(KumoModel):
+    active: list[ObjectReference] | None = None
+    last_schedule_time: str | None = None
+    last_successful_time: str | None = None
+
+
+class CronJob(Resource):
+    api_version: Literal["batch/v1"] = "batch/v1"
+    kind: Literal["CronJob"] = "CronJob"
+    spec: CronJobSpec
+    status: CronJobStatus | None = None
+
+    plural = "cronjobs"
+    singular = "cronjob"
+    short_names = ("cj",)
+    subresources = ("status",)
+    categories = ("all",)
+
+    def apply_defaults(self) -> None:
+        spec = self.spec
+        spec.concurrency_policy = spec.concurrency_policy or "Allow"
+        if spec.suspend is None:
+            spec.suspend = False
+        if spec.successful_jobs_history_limit is None:
+            spec.successful_jobs_history_limit = 3
+        if spec.failed_jobs_history_limit is None:
+            spec.failed_jobs_history_limit = 1
+        spec.job_template.spec.template.spec.apply_defaults()
+        if self.status is None:
+            self.status = CronJobStatus()
+
+    def validate_semantics(self) -> Problems:
+        spec = self.spec
+        out: Problems = []
+        try:
+            cron.parse(spec.schedule, spec.time_zone)
+        except cron.CronError as exc:
+            where = (
+                "spec.timeZone" if "time zone" in str(exc) and spec.time_zone else "spec.schedule"
+            )
+            out.append((where, f'Invalid value: "{spec.schedule if where == "spec.schedule" else spec.time_zone}": {exc}'))  # fmt: skip
+        if spec.concurrency_policy not in (None, *CONCURRENCY_POLICIES):
+            out.append(
+                (
+                    "spec.concurrencyPolicy",
+                    f'Unsupported value: "{spec.concurrency_policy}": supported values: '
+                    f'"Allow", "Forbid", "Replace"',
+                )
+            )
+        for field in (
+            "starting_deadline_seconds",
+            "successful_jobs_history_limit",
+            "failed_jobs_history_limit",
+        ):
+            value = getattr(spec, field)
+            if value is not None and value < 0:
+                wire = CronJobSpec.model_fields[field].alias or field
+                out.append(
+                    (f"spec.{wire}", f"Invalid value: {value}: must be greater than or equal to 0")
+                )
+        template = Job(metadata=ObjectMeta(name=self.name), spec=spec.job_template.spec)
+        for path, problem in template.validate_semantics():
+            out.append((path.replace("spec.", "spec.jobTemplate.spec.", 1), problem))
+        return out

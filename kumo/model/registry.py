@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from kumo.model.apps import Deployment, ReplicaSet
 from kumo.model.autoscaling import HorizontalPodAutoscaler
 from kumo.model.base import Resource
-from kumo.model.batch import Job
+from kumo.model.batch import CronJob, Job
 from kumo.model.coordination import Lease
 from kumo.model.core import (
     ConfigMap,
@@ -103,6 +103,7 @@ KINDS: tuple[type[Resource], ...] = (
     ReplicaSet,
     Deployment,
     Job,
+    CronJob,
     Lease,
     Role,
     ClusterRole,

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterable
 
 from kumo.client import AsyncClient
+from kumo.platform.controllers.cronjob import CronJobController
 from kumo.platform.controllers.deployment import DeploymentController
 from kumo.platform.controllers.disruption import DisruptionController
 from kumo.platform.controllers.endpoints import EndpointsController
@@ -42,6 +43,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     ReplicaSetController.name: ReplicaSetController,
     DeploymentController.name: DeploymentController,
     JobController.name: JobController,
+    CronJobController.name: CronJobController,
     EndpointsController.name: EndpointsController,
     NodeLifecycleController.name: NodeLifecycleController,
     ResourceQuotaController.name: ResourceQuotaController,
@@ -82,6 +84,7 @@ __all__ = [
     "Controller",
     "ControllerFactory",
     "ControllerManager",
+    "CronJobController",
     "DeploymentController",
     "DisruptionController",
     "EndpointsController",

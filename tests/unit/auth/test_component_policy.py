@@ -152,6 +152,10 @@ def test_the_controller_manager_has_what_its_controllers_call() -> None:
         ("list", "pods", "metrics.k8s.io"),
         ("watch", "horizontalpodautoscalers", "autoscaling"),
         ("update", "horizontalpodautoscalers/status", "autoscaling"),
+        # the cronjob controller
+        ("watch", "cronjobs", "batch"),
+        ("update", "cronjobs/status", "batch"),
+        ("create", "jobs", "batch"),
         # the disruption controller
         ("watch", "poddisruptionbudgets", "policy"),
         ("update", "poddisruptionbudgets/status", "policy"),

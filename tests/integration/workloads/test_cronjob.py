@@ -1,0 +1,168 @@
+"""CronJobs end to end: ``kumo controllers`` (cronjob, job, garbage collector; as the
+controller-manager identity) makes a Job at the next minute, a real ``kumo agent`` runs its
+pod on Podman, and the CronJob's status follows; a suspended CronJob makes nothing.
+
+(The schedule is ``* * * * *``: the test waits for the next minute, up to a minute.)
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kumo.client import Client
+from kumo.model.registry import by_kind
+from tests.conftest import KUMO, REPO, ApiServerProcess
+from tests.integration.agent.conftest import BUSYBOX, AgentFactory, AgentProcess
+from tests.integration.services.conftest import Controllers
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+Obj = dict[str, Any]
+CRONJOB = by_kind("batch/v1", "CronJob")
+JOB = by_kind("batch/v1", "Job")
+EVENT = by_kind("v1", "Event")
+assert CRONJOB is not None and JOB is not None and EVENT is not None
+
+
+@pytest.fixture(scope="module")
+def agent(
+    api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentProcess]:
+    factory = AgentFactory(api_server, tmp_path_factory.mktemp("cron-agents"))
+    try:
+        yield factory.start()
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def controllers(
+    api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Controllers]:
+    log = tmp_path_factory.mktemp("cron-controllers") / "controllers.log"
+    running = Controllers(api_server, log, "cronjob,job,garbagecollector")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def cronjob(name: str, node: str, **spec: Any) -> Obj:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "* * * * *",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "nodeName": node,
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "hello",
+                                    "image": BUSYBOX,
+                                    "command": ["sh", "-c", "echo hello from kumo cron"],
+                                }
+                            ],
+                        }
+                    },
+                },
+            },
+            **spec,
+        },
+    }
+
+
+def wait_until(check: Callable[[], Any], within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not reached within {within:.0f}s; last: {last!r}")
+
+
+def owned_jobs(client: Client, namespace: str, uid: str) -> list[Obj]:
+    items, _ = client.list_all_raw(JOB, namespace)  # type: ignore[arg-type]
+    return [
+        j
+        for j in items
+        if any(r.get("uid") == uid for r in j["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def reasons(client: Client, namespace: str, name: str) -> list[str]:
+    items, _ = client.list_all_raw(EVENT, namespace)  # type: ignore[arg-type]
+    return [e["reason"] for e in items if (e.get("involvedObject") or {}).get("name") == name]
+
+
+def test_a_job_runs_at_the_next_minute_and_suspend_stops_runs(
+    api_server: ApiServerProcess,
+    agent: AgentProcess,
+    controllers: Controllers,
+    client: Client,
+    namespace: str,
+) -> None:
+    hello = client.create_raw(cronjob("hello", agent.name), namespace)
+    paused = client.create_raw(cronjob("paused", agent.name, suspend=True), namespace)
+    uid = hello["metadata"]["uid"]
+
+    jobs = wait_until(
+        lambda: owned_jobs(client, namespace, uid),
+        75,
+        f"a Job from the CronJob\n{controllers.log_tail()}",
+    )
+    job = jobs[0]
+    scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+    assert scheduled.endswith(":00Z"), scheduled  # on the minute
+    minutes = calendar.timegm(time.strptime(scheduled, "%Y-%m-%dT%H:%M:%SZ")) // 60
+    assert job["metadata"]["name"] == f"hello-{minutes}"
+    assert job["metadata"]["labels"]["app"] == "hello"
+
+    # the agent runs the pod; the Job completes; the CronJob's status follows
+    def finished() -> Obj | None:
+        found = client.get_raw(CRONJOB, "hello", namespace)  # type: ignore[arg-type]
+        current = found.get("status") or {}
+        return found if current.get("lastSuccessfulTime") and not current.get("active") else None
+
+    done = wait_until(finished, 60, f"the run finished\n{agent.log_tail(20)}")
+    assert done["status"]["lastScheduleTime"] == scheduled
+    completed = client.get_raw(JOB, job["metadata"]["name"], namespace)  # type: ignore[arg-type]
+    assert any(
+        c["type"] == "Complete" and c["status"] == "True" for c in completed["status"]["conditions"]
+    )
+    wait_until(
+        lambda: {"SuccessfulCreate", "SawCompletedJob"} <= set(reasons(client, namespace, "hello")),
+        15,
+        "events",
+    )
+
+    # a minute boundary has passed since the suspended one was made: it ran nothing
+    assert owned_jobs(client, namespace, paused["metadata"]["uid"]) == []
+    table = subprocess.run(
+        [str(KUMO), "get", "cronjobs", "-n", namespace],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
+        env=dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path)),
+    ).stdout.splitlines()  # fmt: skip
+    assert table[0].split() == [
+        "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE",
+    ], table  # fmt: skip
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert re.match(r"hello\s+\* \* \* \* \*\s+<none>\s+False\s+0\s+\d+s\s", rows["hello"])
+    assert re.match(r"paused\s+\* \* \* \* \*\s+<none>\s+True\s+0\s+<none>\s", rows["paused"])
