@@ -16,6 +16,7 @@ import httpx
 from kumo.cli import printers
 from kumo.cli.resource_commands import (
     F,
+    create,
     handles_errors,
     make_client,
     namespace_option,
@@ -466,6 +467,71 @@ def autoscale(
     }
     client.create_raw(body, ns)
     click.echo(f"horizontalpodautoscaler.autoscaling/{name or target_name} autoscaled")
+
+
+# ---- create job -------------------------------------------------------------------------------
+
+
+@create.command("job")
+@click.argument("name")
+@click.argument("command", nargs=-1)
+@namespace_option
+@click.option("--from", "source", default=None, help="cronjob/NAME: run that CronJob's Job now.")
+@click.option("--image", default=None, help="The image of the Job's one container.")
+@click.pass_context
+@handles_errors
+def create_job(
+    ctx: click.Context,
+    name: str,
+    command: tuple[str, ...],
+    namespace: str | None,
+    source: str | None,
+    image: str | None,
+) -> None:
+    """Create a Job: from a CronJob's template (kumo create job NAME --from cronjob/CRON), or
+    with one container (kumo create job NAME --image busybox -- echo hi)."""
+    if (source is None) == (image is None):
+        die("either --from=cronjob/NAME or --image=IMAGE is required (not both)")
+    client = make_client(ctx)
+    ns = namespace or client.namespace
+    if source is not None:
+        kind, _, cron_name = source.partition("/")
+        if resolve_kind(kind).kind != "CronJob" or not cron_name or command:
+            die("--from takes cronjob/NAME, and no command")
+        info = resolve("cronjobs.batch")[0]
+        cronjob = client.get_raw(info, cron_name, ns)
+        template = cronjob.get("spec", {}).get("jobTemplate") or {}
+        template_meta = template.get("metadata") or {}
+        metadata: Obj = {
+            "name": name,
+            "namespace": ns,
+            "labels": dict(template_meta.get("labels") or {}),
+            # as kubectl marks a Job run by hand from a CronJob
+            "annotations": {
+                **(template_meta.get("annotations") or {}),
+                "cronjob.kubernetes.io/instantiate": "manual",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "name": cron_name,
+                    "uid": cronjob["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        }
+        job_spec = template.get("spec") or {}
+    else:
+        container: Obj = {"name": name, "image": image}
+        if command:
+            container["command"] = list(command)
+        metadata = {"name": name, "namespace": ns}
+        job_spec = {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}}
+    client.create_raw(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}, ns
+    )
+    click.echo(f"job.batch/{name} created")
 
 
 # ---- cordon, uncordon, drain -----------------------------------------------------------------

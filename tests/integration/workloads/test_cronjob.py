@@ -166,3 +166,30 @@ def test_a_job_runs_at_the_next_minute_and_suspend_stops_runs(
     rows = {line.split()[0]: line for line in table[1:]}
     assert re.match(r"hello\s+\* \* \* \* \*\s+<none>\s+False\s+0\s+\d+s\s", rows["hello"])
     assert re.match(r"paused\s+\* \* \* \* \*\s+<none>\s+True\s+0\s+<none>\s", rows["paused"])
+
+    # kumo create job --from: the suspended CronJob's Job, run by hand, now
+    def kumo(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KUMO), *args, "-n", namespace],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+            env=dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path)),
+        )  # fmt: skip
+
+    made = kumo("create", "job", "by-hand", "--from", "cronjob/paused")
+    assert made.returncode == 0 and made.stdout.strip() == "job.batch/by-hand created", made
+    manual = client.get_raw(JOB, "by-hand", namespace)  # type: ignore[arg-type]
+    assert manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert manual["metadata"]["ownerReferences"][0]["uid"] == paused["metadata"]["uid"]
+    wait_until(
+        lambda: any(
+            c["type"] == "Complete"
+            for c in (client.get_raw(JOB, "by-hand", namespace).get("status") or {}).get(  # type: ignore[arg-type]
+                "conditions"
+            )
+            or []
+        ),
+        60,
+        "the manual run",
+    )
+    wrong = kumo("create", "job", "x")
+    assert wrong.returncode != 0 and "either --from=cronjob/NAME or --image=IMAGE" in wrong.stderr
