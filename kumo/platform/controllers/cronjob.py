@@ -133,13 +133,7 @@ class CronJobController(Controller):
         self.cronjobs = self.informers.informer(CronJob)
         self.cronjobs.add_event_handler(self.enqueue_handler())
         self.jobs = self.informers.informer(Job)
-        self.jobs.add_event_handler(
-            EventHandler(
-                on_add=self._job_changed,
-                on_update=lambda old, new: self._job_changed(new),
-                on_delete=self._job_changed,
-            )
-        )
+        self.jobs.add_event_handler(EventHandler.for_each(self._job_changed))
         self.events = EventRecorder(self.client, "cronjob-controller")
 
     def _job_changed(self, job: Obj) -> None:

@@ -183,13 +183,7 @@ class DisruptionController(Controller):
         self.replicasets = self.informers.informer(ReplicaSet)
         self.deployments = self.informers.informer(Deployment)
         for informer in (self.replicasets, self.deployments):
-            informer.add_event_handler(
-                EventHandler(
-                    on_add=self._owner_changed,
-                    on_update=lambda old, new: self._owner_changed(new),
-                    on_delete=self._owner_changed,
-                )
-            )
+            informer.add_event_handler(EventHandler.for_each(self._owner_changed))
         self.events = EventRecorder(self.client, "controllermanager")
 
     def _pod_changed(self, pod: Obj, old: Obj | None = None) -> None:

@@ -146,6 +146,11 @@ class EventHandler:
     on_update: Callable[[Obj, Obj], None] | None = None
     on_delete: Callable[[Obj], None] | None = None
 
+    @classmethod
+    def for_each(cls, callback: Callable[[Obj], None]) -> EventHandler:
+        """``callback`` with the object on add, update (the new version) and delete."""
+        return cls(on_add=callback, on_update=lambda old, new: callback(new), on_delete=callback)
+
 
 @dataclass(slots=True)
 class InformerStats:

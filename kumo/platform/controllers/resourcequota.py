@@ -68,9 +68,7 @@ class ResourceQuotaController(Controller):
                 if any(tracks(info.plural, info.group, name) for name in hard):
                     self.enqueue(quota)
 
-        return EventHandler(
-            on_add=changed, on_update=lambda old, new: changed(new), on_delete=changed
-        )
+        return EventHandler.for_each(changed)
 
     async def _objects(self, info: ResourceInfo, namespace: str) -> list[Obj]:
         informer = self.followed.get((info.group, info.plural))

@@ -78,11 +78,7 @@ class Controller(abc.ABC):
 
     def enqueue_handler(self) -> EventHandler:
         """An ``EventHandler`` that queues the key of every added, changed or deleted object."""
-        return EventHandler(
-            on_add=self.enqueue,
-            on_update=lambda old, new: self.enqueue(new),
-            on_delete=self.enqueue,
-        )
+        return EventHandler.for_each(self.enqueue)
 
     async def run(self) -> None:
         """Run the workers until the queue shuts down."""

@@ -95,9 +95,19 @@ def stabilize(
     return recommendation
 
 
-def _changed_within(events: Iterable[Timestamped], period: int, now: float) -> int:
-    cutoff = now - period
-    return sum(event.value for event in events if event.at > cutoff)
+def _period_start(
+    current: int,
+    up_events: Iterable[Timestamped],
+    down_events: Iterable[Timestamped],
+    policy: Policy,
+    now: float,
+) -> int:
+    """The replica count at the start of ``policy``'s period: now, less what scale events
+    within the period changed."""
+    cutoff = now - policy.period_seconds
+    added = sum(event.value for event in up_events if event.at > cutoff)
+    removed = sum(event.value for event in down_events if event.at > cutoff)
+    return current - added + removed
 
 
 def scale_up_limit(
@@ -111,9 +121,7 @@ def scale_up_limit(
         return current
     limits = []
     for policy in rules.policies:
-        added = _changed_within(up_events, policy.period_seconds, now)
-        removed = _changed_within(down_events, policy.period_seconds, now)
-        start = current - added + removed
+        start = _period_start(current, up_events, down_events, policy, now)
         if policy.type == "Pods":
             limits.append(start + policy.value)
         else:
@@ -132,9 +140,7 @@ def scale_down_limit(
         return current
     limits = []
     for policy in rules.policies:
-        added = _changed_within(up_events, policy.period_seconds, now)
-        removed = _changed_within(down_events, policy.period_seconds, now)
-        start = current - added + removed
+        start = _period_start(current, up_events, down_events, policy, now)
         if policy.type == "Pods":
             limits.append(start - policy.value)
         else:
