@@ -5,9 +5,6 @@ API server serves them as ``metrics.k8s.io/v1beta1`` NodeMetrics / PodMetrics, a
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +12,13 @@ import pytest
 
 from kumo.client import ApiException, Client
 from kumo.model.validation import cpu_millis, memory_bytes
-from tests.conftest import KUMO, REPO, ApiServerProcess
+from tests.conftest import ApiServerProcess
 from tests.integration.agent.conftest import (
     BUSYBOX,
-    AgentFactory,
     AgentProcess,
     pod_manifest,
 )
+from tests.integration.components import module_agent, run_kumo, wait_until
 
 pytestmark = pytest.mark.podman
 
@@ -37,22 +34,7 @@ HOLD = "x=$(head -c 48000000 /dev/zero | tr '\\0' a); echo held; while :; do sle
 def sampled_agent(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentProcess]:
-    factory = AgentFactory(api_server, tmp_path_factory.mktemp("metrics-agents"))
-    try:
-        yield factory.start("--stats-interval", "1")
-    finally:
-        factory.close()
-
-
-def _wait(check: Any, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"not reached within {within}s; last: {last}")
+    yield from module_agent(api_server, tmp_path_factory, "metrics", "--stats-interval", "1")
 
 
 def _pod_metrics(client: Client, namespace: str, name: str) -> dict[str, Any] | None:
@@ -72,19 +54,6 @@ def _usage(metrics: dict[str, Any]) -> dict[str, tuple[int, int]]:
         c["name"]: (cpu_millis(c["usage"]["cpu"]), memory_bytes(c["usage"]["memory"]))
         for c in metrics["containers"]
     }
-
-
-def _kumo(api_server: ApiServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path))
-    return subprocess.run(
-        [str(KUMO), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +101,7 @@ def test_pod_metrics_measure_what_the_containers_use(
             cpu, memory = usage.get("hold", (0, 0))
             return usage if memory > 40 * MI and cpu < 50 else None
 
-        usage = _wait(measured)
+        usage = wait_until(measured, 60, "usage sampled")
         metrics = _pod_metrics(client, "default", busy_pod)
     assert metrics is not None
     assert metrics["kind"] == "PodMetrics"
@@ -151,7 +120,7 @@ def test_node_metrics_and_the_lists(
     api_server: ApiServerProcess, sampled_agent: AgentProcess, busy_pod: str
 ) -> None:
     with Client(api_server.client_config()) as client:
-        node = _wait(lambda: _node_metrics(client, sampled_agent.name))
+        node = wait_until(lambda: _node_metrics(client, sampled_agent.name), 60, "node metrics")
         assert node["kind"] == "NodeMetrics"
         cpu, memory = cpu_millis(node["usage"]["cpu"]), memory_bytes(node["usage"]["memory"])
         assert cpu >= 100  # at least the spinner runs on this machine
@@ -159,7 +128,7 @@ def test_node_metrics_and_the_lists(
         nodes = client.request("GET", f"{METRICS}/nodes").json()
         assert nodes["kind"] == "NodeMetricsList"
         assert sampled_agent.name in {n["metadata"]["name"] for n in nodes["items"]}
-        _wait(lambda: _pod_metrics(client, "default", busy_pod))
+        wait_until(lambda: _pod_metrics(client, "default", busy_pod), 60, "pod metrics")
         selected = client.request(
             "GET", f"{METRICS}/namespaces/default/pods", params={"labelSelector": "app=busy"}
         ).json()
@@ -201,28 +170,28 @@ def test_kumo_top_prints_pods_and_nodes(
     api_server: ApiServerProcess, sampled_agent: AgentProcess, busy_pod: str
 ) -> None:
     with Client(api_server.client_config()) as client:
-        _wait(lambda: _pod_metrics(client, "default", busy_pod))
-    pods = _kumo(api_server, "top", "pods", "-l", "app=busy")
+        wait_until(lambda: _pod_metrics(client, "default", busy_pod), 60, "pod metrics")
+    pods = run_kumo(api_server, "top", "pods", "-l", "app=busy")
     assert pods.returncode == 0, pods.stderr
     header, *rows = pods.stdout.splitlines()
     assert header.split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
     name, cpu, memory = rows[0].split()
     assert name == busy_pod and cpu.endswith("m") and memory.endswith("Mi")
     assert 100 <= int(cpu[:-1]) <= 1200 and int(memory[:-2]) >= 40
-    per_container = _kumo(api_server, "top", "pod", busy_pod, "--containers", "--no-headers")
+    per_container = run_kumo(api_server, "top", "pod", busy_pod, "--containers", "--no-headers")
     assert per_container.returncode == 0, per_container.stderr
     names = [line.split()[:2] for line in per_container.stdout.splitlines()]
     assert names == [[busy_pod, "hold"], [busy_pod, "spin"]]
-    nodes = _kumo(api_server, "top", "nodes", "--sort-by", "cpu")
+    nodes = run_kumo(api_server, "top", "nodes", "--sort-by", "cpu")
     assert nodes.returncode == 0, nodes.stderr
     header, *rows = nodes.stdout.splitlines()
     assert header.split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
     mine = next(r.split() for r in rows if r.split()[0] == sampled_agent.name)
     assert mine[2].endswith("%") and mine[4].endswith("%")
-    missing = _kumo(api_server, "top", "pod", "no-such-pod")
+    missing = run_kumo(api_server, "top", "pod", "no-such-pod")
     assert missing.returncode == 1
     assert 'podmetrics.metrics.k8s.io "no-such-pod" not found' in missing.stderr
-    empty = _kumo(api_server, "top", "pods", "-l", "app=nothing")
+    empty = run_kumo(api_server, "top", "pods", "-l", "app=nothing")
     assert empty.returncode == 0 and "No resources found in default namespace." in empty.stderr
 
 

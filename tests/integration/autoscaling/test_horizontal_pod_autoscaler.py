@@ -10,19 +10,18 @@ identity) scales Deployments on it.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kumo.client import Client
 from kumo.model.registry import by_kind
-from tests.conftest import KUMO, REPO, ApiServerProcess
-from tests.integration.agent.conftest import BUSYBOX, AgentFactory, AgentProcess
+from tests.conftest import ApiServerProcess
+from tests.integration.agent.conftest import BUSYBOX, AgentProcess
+from tests.integration.components import module_agent, module_controllers, run_kumo, wait_until
 from tests.integration.services.conftest import Controllers
 
 pytestmark = pytest.mark.podman
@@ -42,29 +41,21 @@ WINDOW = 8
 def agent(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentProcess]:
-    factory = AgentFactory(api_server, tmp_path_factory.mktemp("hpa-agents"))
-    try:
-        yield factory.start("--stats-interval", "1")
-    finally:
-        factory.close()
+    yield from module_agent(api_server, tmp_path_factory, "hpa", "--stats-interval", "1")
 
 
 @pytest.fixture(scope="module")
 def controllers(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Controllers]:
-    log = tmp_path_factory.mktemp("hpa-controllers") / "controllers.log"
-    running = Controllers(
+    yield from module_controllers(
         api_server,
-        log,
+        tmp_path_factory,
+        "hpa",
         "deployment,replicaset,garbagecollector,horizontalpodautoscaling",
         "--horizontal-pod-autoscaler-sync-period",
         "1",
     )
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def deployment(name: str, node: str, command: str, *, cpu_request: str | None) -> Obj:
@@ -122,17 +113,6 @@ def hpa(name: str, *, min_replicas: int, max_replicas: int, percent: int, **beha
     return body
 
 
-def wait_until(check: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not reached within {within:.0f}s; last: {last!r}")
-
-
 def condition(hpa_obj: Obj, kind: str) -> Obj:
     for entry in (hpa_obj.get("status") or {}).get("conditions") or []:
         if entry.get("type") == kind:
@@ -143,14 +123,6 @@ def condition(hpa_obj: Obj, kind: str) -> Obj:
 def events_of(client: Client, namespace: str, name: str) -> list[Obj]:
     items, _ = client.list_all_raw(EVENT, namespace)  # type: ignore[arg-type]
     return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
-
-
-def kumo(api_server: ApiServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path))
-    return subprocess.run(
-        [str(KUMO), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
-        check=False,
-    )  # fmt: skip
 
 
 def cleanup(client: Client, namespace: str, name: str) -> None:
@@ -181,7 +153,7 @@ def test_busy_pods_scale_up_to_max_replicas(
     client.create_raw(deployment(name, agent.name, SPIN, cpu_request="100m"), namespace)
     try:
         # kumo autoscale makes the HPA: 50% of the 100m request, 1..3 replicas
-        made = kumo(
+        made = run_kumo(
             api_server, "autoscale", "deployment/busy", "-n", namespace,
             "--min", "1", "--max", "3", "--cpu-percent", "50",
         )  # fmt: skip
@@ -235,7 +207,7 @@ def test_busy_pods_scale_up_to_max_replicas(
         row = re.compile(r"busy\s+Deployment/busy\s+cpu: \d+%/50%\s+1\s+3\s+3\s")
 
         def table() -> list[str]:
-            return kumo(api_server, "get", "hpa", "-n", namespace).stdout.splitlines()
+            return run_kumo(api_server, "get", "hpa", "-n", namespace).stdout.splitlines()
 
         shown = wait_until(lambda: (t := table()) and row.match(t[-1]) and t, 15, "kumo get hpa")
         assert shown[0].split()[:4] == ["NAME", "REFERENCE", "TARGETS", "MINPODS"], shown
@@ -336,12 +308,12 @@ def test_pods_without_a_cpu_request_are_not_scaled(
 
 
 def test_kumo_autoscale_rejects_bad_input(api_server: ApiServerProcess, namespace: str) -> None:
-    missing = kumo(api_server, "autoscale", "deployment/nope", "-n", namespace, "--max", "3")
+    missing = run_kumo(api_server, "autoscale", "deployment/nope", "-n", namespace, "--max", "3")
     assert missing.returncode != 0
     assert 'deployments.apps "nope" not found' in missing.stderr, missing.stderr
-    bounds = kumo(
+    bounds = run_kumo(
         api_server, "autoscale", "deployment/x", "-n", namespace, "--min", "5", "--max", "3"
     )
     assert bounds.returncode != 0 and "--min must be between 1 and --max (3)" in bounds.stderr
-    unscalable = kumo(api_server, "autoscale", "service/x", "-n", namespace, "--max", "3")
+    unscalable = run_kumo(api_server, "autoscale", "service/x", "-n", namespace, "--max", "3")
     assert unscalable.returncode != 0 and "cannot be autoscaled" in unscalable.stderr

@@ -10,19 +10,17 @@ and the API server's eviction subresource.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kumo.client import ApiException, Client
 from kumo.model.registry import by_kind
-from tests.conftest import KUMO, REPO, ApiServerProcess
-from tests.integration.agent.conftest import BUSYBOX, AgentFactory, AgentProcess
+from tests.conftest import ApiServerProcess
+from tests.integration.agent.conftest import BUSYBOX, AgentProcess
+from tests.integration.components import module_agent, module_controllers, run_kumo, wait_until
 from tests.integration.services.conftest import Controllers
 
 pytestmark = pytest.mark.podman
@@ -39,23 +37,16 @@ IDLE = "while :; do sleep 3600; done"
 def agent(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentProcess]:
-    factory = AgentFactory(api_server, tmp_path_factory.mktemp("pdb-agents"))
-    try:
-        yield factory.start()
-    finally:
-        factory.close()
+    yield from module_agent(api_server, tmp_path_factory, "pdb")
 
 
 @pytest.fixture(scope="module")
 def controllers(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Controllers]:
-    log = tmp_path_factory.mktemp("pdb-controllers") / "controllers.log"
-    running = Controllers(api_server, log, "deployment,replicaset,garbagecollector,disruption")
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from module_controllers(
+        api_server, tmp_path_factory, "pdb", "deployment,replicaset,garbagecollector,disruption"
+    )
 
 
 def deployment(name: str, node: str, replicas: int) -> Obj:
@@ -89,17 +80,6 @@ def budget(name: str, **spec: Any) -> Obj:
     }
 
 
-def wait_until(check: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not reached within {within:.0f}s; last: {last!r}")
-
-
 def ready_pods(client: Client, namespace: str, app: str) -> list[Obj]:
     items, _ = client.list_all_raw(POD, namespace, label_selector=f"app={app}")  # type: ignore[arg-type]
     return [
@@ -118,6 +98,14 @@ def budget_status(client: Client, namespace: str, name: str) -> Obj:
     return found
 
 
+def delete_deployment(client: Client, namespace: str, name: str) -> None:
+    client.request(
+        "DELETE",
+        DEPLOYMENT.path(namespace, name),  # type: ignore[union-attr]
+        params={"propagationPolicy": "Foreground"},
+    )
+
+
 def evict(client: Client, namespace: str, pod_name: str) -> None:
     client.request(
         "POST",
@@ -128,16 +116,6 @@ def evict(client: Client, namespace: str, pod_name: str) -> None:
             "metadata": {"name": pod_name, "namespace": namespace},
         },
     )
-
-
-def kumo(
-    api_server: ApiServerProcess, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path))
-    return subprocess.run(
-        [str(KUMO), *args], capture_output=True, text=True, env=env, cwd=REPO,
-        timeout=timeout, check=False,
-    )  # fmt: skip
 
 
 def test_evictions_spend_the_budget_and_wait_for_replacements(
@@ -168,7 +146,7 @@ def test_evictions_spend_the_budget_and_wait_for_replacements(
             2,
             3,
         )
-        table = kumo(api_server, "get", "pdb", "-n", namespace).stdout.splitlines()
+        table = run_kumo(api_server, "get", "pdb", "-n", namespace).stdout.splitlines()
         assert table[0].split() == [
             "NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE",
         ], table  # fmt: skip
@@ -200,11 +178,7 @@ def test_evictions_spend_the_budget_and_wait_for_replacements(
             for p in ready_pods(client, namespace, name)
         )
     finally:
-        client.request(
-            "DELETE",
-            DEPLOYMENT.path(namespace, name),  # type: ignore[union-attr]
-            params={"propagationPolicy": "Foreground"},
-        )
+        delete_deployment(client, namespace, name)
 
 
 def test_drain_gives_up_on_a_pod_its_budget_protects(
@@ -225,7 +199,7 @@ def test_drain_gives_up_on_a_pod_its_budget_protects(
             "budget observed",
         )
         protected = ready_pods(client, namespace, name)[0]["metadata"]["name"]
-        drained = kumo(
+        drained = run_kumo(
             api_server, "drain", agent.name, "--pod-selector", f"app={name}", "--timeout", "7s",
             timeout=90,
         )  # fmt: skip
@@ -238,9 +212,5 @@ def test_drain_gives_up_on_a_pod_its_budget_protects(
         # the pod is still there, untouched
         assert [p["metadata"]["name"] for p in ready_pods(client, namespace, name)] == [protected]
     finally:
-        kumo(api_server, "uncordon", agent.name)
-        client.request(
-            "DELETE",
-            DEPLOYMENT.path(namespace, name),  # type: ignore[union-attr]
-            params={"propagationPolicy": "Foreground"},
-        )
+        run_kumo(api_server, "uncordon", agent.name)
+        delete_deployment(client, namespace, name)

@@ -8,19 +8,18 @@ pod on Podman, and the CronJob's status follows; a suspended CronJob makes nothi
 from __future__ import annotations
 
 import calendar
-import os
 import re
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kumo.client import Client
 from kumo.model.registry import by_kind
-from tests.conftest import KUMO, REPO, ApiServerProcess
-from tests.integration.agent.conftest import BUSYBOX, AgentFactory, AgentProcess
+from tests.conftest import ApiServerProcess
+from tests.integration.agent.conftest import BUSYBOX, AgentProcess
+from tests.integration.components import module_agent, module_controllers, run_kumo, wait_until
 from tests.integration.services.conftest import Controllers
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
@@ -36,23 +35,16 @@ assert CRONJOB is not None and JOB is not None and EVENT is not None
 def agent(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentProcess]:
-    factory = AgentFactory(api_server, tmp_path_factory.mktemp("cron-agents"))
-    try:
-        yield factory.start()
-    finally:
-        factory.close()
+    yield from module_agent(api_server, tmp_path_factory, "cron")
 
 
 @pytest.fixture(scope="module")
 def controllers(
     api_server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Controllers]:
-    log = tmp_path_factory.mktemp("cron-controllers") / "controllers.log"
-    running = Controllers(api_server, log, "cronjob,job,garbagecollector")
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from module_controllers(
+        api_server, tmp_path_factory, "cron", "cronjob,job,garbagecollector"
+    )
 
 
 def cronjob(name: str, node: str, **spec: Any) -> Obj:
@@ -85,17 +77,6 @@ def cronjob(name: str, node: str, **spec: Any) -> Obj:
             **spec,
         },
     }
-
-
-def wait_until(check: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not reached within {within:.0f}s; last: {last!r}")
 
 
 def owned_jobs(client: Client, namespace: str, uid: str) -> list[Obj]:
@@ -155,11 +136,9 @@ def test_a_job_runs_at_the_next_minute_and_suspend_stops_runs(
 
     # a minute boundary has passed since the suspended one was made: it ran nothing
     assert owned_jobs(client, namespace, paused["metadata"]["uid"]) == []
-    table = subprocess.run(
-        [str(KUMO), "get", "cronjobs", "-n", namespace],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
-        env=dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path)),
-    ).stdout.splitlines()  # fmt: skip
+    listed = run_kumo(api_server, "get", "cronjobs", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    table = listed.stdout.splitlines()
     assert table[0].split() == [
         "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE",
     ], table  # fmt: skip
@@ -168,14 +147,9 @@ def test_a_job_runs_at_the_next_minute_and_suspend_stops_runs(
     assert re.match(r"paused\s+\* \* \* \* \*\s+<none>\s+True\s+0\s+<none>\s", rows["paused"])
 
     # kumo create job --from: the suspended CronJob's Job, run by hand, now
-    def kumo(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(KUMO), *args, "-n", namespace],
-            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
-            env=dict(os.environ, KUMOCONFIG=str(api_server.kubeconfig_path)),
-        )  # fmt: skip
-
-    made = kumo("create", "job", "by-hand", "--from", "cronjob/paused")
+    made = run_kumo(
+        api_server, "create", "job", "by-hand", "--from", "cronjob/paused", "-n", namespace
+    )
     assert made.returncode == 0 and made.stdout.strip() == "job.batch/by-hand created", made
     manual = client.get_raw(JOB, "by-hand", namespace)  # type: ignore[arg-type]
     assert manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
@@ -191,5 +165,5 @@ def test_a_job_runs_at_the_next_minute_and_suspend_stops_runs(
         60,
         "the manual run",
     )
-    wrong = kumo("create", "job", "x")
+    wrong = run_kumo(api_server, "create", "job", "x", "-n", namespace)
     assert wrong.returncode != 0 and "either --from=cronjob/NAME or --image=IMAGE" in wrong.stderr
