@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kumo.model.base import LabelSelector
 from kumo.model.policy import PodDisruptionBudget
 from kumo.model.registry import for_model
 from kumo.model.selectors import SelectorError, from_label_selector
@@ -69,8 +70,7 @@ def matching_budgets(pod: Obj, budgets: list[Obj]) -> list[Obj]:
         if raw is None:
             continue
         try:
-            model = PodDisruptionBudget.model_validate(budget)
-            selector = from_label_selector(model.spec.selector)
+            selector = from_label_selector(LabelSelector.model_validate(raw))
         except (ValueError, SelectorError):
             continue
         if selector.matches(labels):
